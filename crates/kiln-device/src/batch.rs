@@ -1,0 +1,222 @@
+//! Command batching, uploads and read-backs.
+//!
+//! Every launch is recorded into one pending encoder, inside one open compute pass, with its
+//! parameters appended to a host-side copy of the uniform arena. The batch is submitted when a
+//! result is read back, on [`GpuDevice::synchronize`], or when the arena is full: at submit the
+//! arena is written with `queue.write_buffer`, which wgpu executes before the batch's command
+//! buffer, exactly when the batch needs it. The arena is never written while a batch that reads
+//! it is still unsubmitted.
+
+use std::num::NonZeroU64;
+
+use crate::context::{ARENA_BYTES, GpuDevice, PipelineEntry};
+use crate::error::{DeviceError, DeviceResult};
+use crate::pool::{GpuBuffer, STORAGE_USAGE, bucket_for};
+
+/// Dispatches recorded before a batch is submitted anyway.
+const MAX_DISPATCHES: u32 = 512;
+
+#[derive(Default)]
+pub(crate) struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    uniforms: Vec<u8>,
+    dispatches: u32,
+}
+
+impl GpuDevice {
+    fn check_size(&self, bytes: u64, op: &str) -> DeviceResult<u64> {
+        let limit = self.inner.limits.max_storage_buffer_binding_size.min(self.inner.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(DeviceError::TooLarge {
+                op: op.to_string(),
+                bytes,
+                limit,
+                what: "max_storage_buffer_binding_size",
+            });
+        }
+        Ok(bucket_for(bytes).min(limit & !3).max(16))
+    }
+
+    /// A pooled storage buffer of at least `bytes` bytes, contents undefined.
+    pub fn alloc(&self, bytes: u64, op: &str) -> DeviceResult<GpuBuffer> {
+        let bucket = self.check_size(bytes, op)?;
+        if let Some(b) = self.inner.pool.take(bucket) {
+            return Ok(b);
+        }
+        let buf = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bucket,
+            usage: STORAGE_USAGE,
+            mapped_at_creation: false,
+        });
+        Ok(self.inner.pool.adopt(buf, bucket))
+    }
+
+    /// A new storage buffer holding `data` (written at creation, so it is ordered before any
+    /// later use and has no hazard with pending work).
+    pub fn upload(&self, data: &[u8], op: &str) -> DeviceResult<GpuBuffer> {
+        let bucket = self.check_size(data.len() as u64, op)?;
+        let buf = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bucket,
+            usage: STORAGE_USAGE,
+            mapped_at_creation: true,
+        });
+        if !data.is_empty() {
+            let mut view = buf
+                .get_mapped_range_mut(..data.len().next_multiple_of(4) as u64)
+                .map_err(|e| DeviceError::Wgpu(format!("{op}: {e}")))?;
+            view.slice(..data.len()).copy_from_slice(data);
+        }
+        buf.unmap();
+        Ok(self.inner.pool.adopt(buf, bucket))
+    }
+
+    /// Records one dispatch. `bufs` are the family's storage bindings in order (read-only ones
+    /// first); `params` the uniform struct's bytes.
+    pub(crate) fn record(
+        &self,
+        pipe: &PipelineEntry,
+        bufs: &[&wgpu::Buffer],
+        params: &[u8],
+        groups: [u32; 3],
+    ) -> DeviceResult<()> {
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        let align = inner.uniform_align;
+        let slot = (params.len() as u64).next_multiple_of(16);
+        let mut p = inner.pending.lock().unwrap();
+        if p.uniforms.len() as u64 + slot.max(align) > ARENA_BYTES || p.dispatches >= MAX_DISPATCHES {
+            self.flush_locked(&mut p)?;
+        }
+        let offset = p.uniforms.len() as u64;
+        p.uniforms.extend_from_slice(params);
+        p.uniforms.resize((offset + slot.max(align).next_multiple_of(align)) as usize, 0);
+        let mut entries: Vec<wgpu::BindGroupEntry> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: bufs.len() as u32,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &inner.arena,
+                offset,
+                size: NonZeroU64::new(slot),
+            }),
+        });
+        let bg = inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipe.layout,
+            entries: &entries,
+        });
+        if p.encoder.is_none() {
+            p.encoder = Some(inner.device.create_command_encoder(&Default::default()));
+        }
+        if p.pass.is_none() {
+            let pass = p.encoder.as_mut().unwrap().begin_compute_pass(&Default::default());
+            p.pass = Some(pass.forget_lifetime());
+        }
+        let pass = p.pass.as_mut().unwrap();
+        pass.set_pipeline(&pipe.pipeline);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        p.dispatches += 1;
+        Ok(())
+    }
+
+    /// A buffer to bind where a kernel ignores one of its family's bindings.
+    pub(crate) fn dummy(&self) -> &wgpu::Buffer {
+        &self.inner.dummy
+    }
+
+    fn flush_locked(&self, p: &mut Pending) -> DeviceResult<()> {
+        p.pass = None; // ends the open pass
+        if let Some(enc) = p.encoder.take() {
+            if !p.uniforms.is_empty() {
+                self.inner.queue.write_buffer(&self.inner.arena, 0, &p.uniforms);
+            }
+            self.inner.queue.submit([enc.finish()]);
+        }
+        p.uniforms.clear();
+        p.dispatches = 0;
+        self.take_error()
+    }
+
+    /// Submits everything recorded so far without waiting for it.
+    pub fn flush(&self) -> DeviceResult<()> {
+        let mut p = self.inner.pending.lock().unwrap();
+        self.flush_locked(&mut p)
+    }
+
+    /// Submits everything recorded so far and waits until the GPU has finished it.
+    pub fn synchronize(&self) -> DeviceResult<()> {
+        self.flush()?;
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| DeviceError::Wgpu(e.to_string()))?;
+        self.take_error()
+    }
+
+    /// Copies `bytes` bytes from `src` to `dst` (both pooled buffers) in recording order.
+    pub fn copy(&self, src: &GpuBuffer, dst: &GpuBuffer, bytes: u64) -> DeviceResult<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let mut p = self.inner.pending.lock().unwrap();
+        p.pass = None;
+        if p.encoder.is_none() {
+            p.encoder = Some(self.inner.device.create_command_encoder(&Default::default()));
+        }
+        p.encoder
+            .as_mut()
+            .unwrap()
+            .copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, bytes.next_multiple_of(4));
+        Ok(())
+    }
+
+    /// Reads the first `bytes` bytes of `src` back to the host, submitting pending work first.
+    pub fn read(&self, src: &GpuBuffer, bytes: u64) -> DeviceResult<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let padded = bytes.next_multiple_of(4);
+        let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln read-back"),
+            size: padded,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut p = self.inner.pending.lock().unwrap();
+            p.pass = None;
+            if p.encoder.is_none() {
+                p.encoder = Some(self.inner.device.create_command_encoder(&Default::default()));
+            }
+            p.encoder.as_mut().unwrap().copy_buffer_to_buffer(src.raw(), 0, &staging, 0, padded);
+            self.flush_locked(&mut p)?;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| DeviceError::ReadBack(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| DeviceError::ReadBack(e.to_string()))?
+            .map_err(|e| DeviceError::ReadBack(e.to_string()))?;
+        let out = {
+            let view = staging.get_mapped_range(..).map_err(|e| DeviceError::ReadBack(e.to_string()))?;
+            view[..bytes as usize].to_vec()
+        };
+        staging.unmap();
+        self.take_error()?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,383 @@
+//! Adapter choice and the [`GpuDevice`]: one wgpu device and queue with its buffer pool,
+//! pipeline cache and pending command batch.
+//!
+//! There is one `GpuDevice` per adapter per process: asking twice for the same adapter returns
+//! the same device (a process-wide registry keyed by the adapter's identity). An application that
+//! already has a wgpu device hands it over with [`GpuDevice::from_wgpu`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::batch::Pending;
+use crate::error::{DeviceError, DeviceResult};
+use crate::pool::{PoolInner, PoolStats};
+use crate::shaders::Family;
+
+/// Which adapter [`GpuDevice::open`] should pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterChoice {
+    /// The best adapter: discrete, then integrated, then virtual, then software; Vulkan, Metal
+    /// and DX12 before GL. `WGPU_ADAPTER_NAME` (a case-insensitive substring) narrows the choice.
+    Best,
+    /// A software (CPU) adapter such as Mesa's lavapipe.
+    Software,
+}
+
+/// What kiln knows about an adapter, for listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// Adapter name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// Backend: Vulkan, Metal, Dx12, Gl.
+    pub backend: String,
+    /// Device type: DiscreteGpu, IntegratedGpu, VirtualGpu, Cpu, Other.
+    pub device_type: String,
+    /// Driver name and info.
+    pub driver: String,
+}
+
+impl AdapterSummary {
+    fn of(info: &wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        }
+    }
+}
+
+pub(crate) struct PipelineEntry {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+type PipelineKey = (Family, &'static str, Vec<(&'static str, u32)>);
+
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) summary: AdapterSummary,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) pool: Arc<PoolInner>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<PipelineEntry>>>,
+    modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
+    pub(crate) pending: Mutex<Pending>,
+    /// Uniform arena: each batch's kernel parameters, written once at submit.
+    pub(crate) arena: wgpu::Buffer,
+    pub(crate) uniform_align: u64,
+    /// A small buffer bound where a kernel does not use one of its family's bindings.
+    pub(crate) dummy: wgpu::Buffer,
+    /// The first wgpu error reported since the last check.
+    pub(crate) error: Arc<Mutex<Option<String>>>,
+}
+
+/// One wgpu device and queue, with kiln's buffer pool, pipeline cache and command batching.
+/// Cheap to clone (a shared handle); two handles are equal when they are the same device.
+#[derive(Clone)]
+pub struct GpuDevice {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl PartialEq for GpuDevice {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl std::fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuDevice({})", self.name())
+    }
+}
+
+/// Size of the per-batch uniform arena. With 256-byte slots this is 512 dispatches per batch.
+pub(crate) const ARENA_BYTES: u64 = 128 * 1024;
+
+/// The wgpu instances kiln searches, in order: with `WGPU_BACKEND` set, exactly the backends it
+/// names; otherwise the primary backends (Vulkan, Metal, DX12) first and GL only when they find
+/// nothing (GL through EGL is slower and prints noise on headless machines).
+fn instances() -> &'static [wgpu::Instance] {
+    static INSTANCES: OnceLock<Vec<wgpu::Instance>> = OnceLock::new();
+    INSTANCES.get_or_init(|| {
+        let make = |backends| {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+            if let Some(b) = backends {
+                desc.backends = b;
+            }
+            wgpu::Instance::new(desc)
+        };
+        if std::env::var_os("WGPU_BACKEND").is_some() {
+            vec![make(None)]
+        } else {
+            vec![make(Some(wgpu::Backends::PRIMARY)), make(Some(wgpu::Backends::GL))]
+        }
+    })
+}
+
+/// Adapters of the first instance that has any.
+fn adapters() -> Vec<wgpu::Adapter> {
+    for inst in instances() {
+        let found = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    Vec::new()
+}
+
+fn registry() -> &'static Mutex<Vec<(String, GpuDevice)>> {
+    static REG: OnceLock<Mutex<Vec<(String, GpuDevice)>>> = OnceLock::new();
+    REG.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+fn adapter_key(info: &wgpu::AdapterInfo) -> String {
+    format!("{:?}|{}|{}|{}", info.backend, info.name, info.vendor, info.device)
+}
+
+fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let be = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (ty, be)
+}
+
+/// Every adapter kiln can choose from (honouring `WGPU_BACKEND`).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    adapters().iter().map(|a| AdapterSummary::of(&a.get_info())).collect()
+}
+
+impl GpuDevice {
+    /// Opens (or returns the already open) device for the chosen adapter.
+    pub fn open(choice: AdapterChoice) -> DeviceResult<GpuDevice> {
+        let mut adapters = adapters();
+        if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
+            let want = want.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
+        }
+        if choice == AdapterChoice::Software {
+            adapters.retain(|a| a.get_info().device_type == wgpu::DeviceType::Cpu);
+        }
+        adapters.sort_by_key(|a| rank(&a.get_info()));
+        let Some(adapter) = adapters.into_iter().next() else {
+            let what = match choice {
+                AdapterChoice::Best => crate::INSTALL_HINT.to_string(),
+                AdapterChoice::Software => format!("no software adapter found; {}", crate::INSTALL_HINT),
+            };
+            return Err(DeviceError::NoAdapter(what));
+        };
+        let info = adapter.get_info();
+        let key = adapter_key(&info);
+        let mut reg = registry().lock().unwrap();
+        if let Some((_, dev)) = reg.iter().find(|(k, _)| *k == key) {
+            return Ok(dev.clone());
+        }
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("kiln"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            DeviceError::RequestDevice { adapter: info.name.clone(), reason: e.to_string() }
+        })?;
+        let dev = GpuDevice::build(device, queue, AdapterSummary::of(&info));
+        reg.push((key, dev.clone()));
+        Ok(dev)
+    }
+
+    /// Wraps a wgpu device and queue that the application already owns, so that kiln trains
+    /// on the application's GPU. kiln records into its own encoders and submits to this queue.
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> GpuDevice {
+        let summary = AdapterSummary {
+            name: "application wgpu device".into(),
+            backend: "external".into(),
+            device_type: "external".into(),
+            driver: String::new(),
+        };
+        GpuDevice::build(device, queue, summary)
+    }
+
+    fn build(device: wgpu::Device, queue: wgpu::Queue, summary: AdapterSummary) -> GpuDevice {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let slot = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut s = slot.lock().unwrap();
+            if s.is_none() {
+                *s = Some(e.to_string());
+            }
+        }));
+        let limits = device.limits();
+        let uniform_align = (limits.min_uniform_buffer_offset_alignment as u64).max(256);
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln uniform arena"),
+            size: ARENA_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln dummy"),
+            size: 16,
+            usage: crate::pool::STORAGE_USAGE,
+            mapped_at_creation: false,
+        });
+        GpuDevice {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                device,
+                queue,
+                summary,
+                limits,
+                pool: Arc::new(PoolInner::default()),
+                pipelines: Mutex::new(HashMap::new()),
+                modules: Mutex::new(HashMap::new()),
+                pending: Mutex::new(Pending::default()),
+                arena,
+                uniform_align,
+                dummy,
+                error,
+            }),
+        }
+    }
+
+    /// A process-unique number for this device.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// "name [Backend, type]", e.g. "llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]".
+    pub fn name(&self) -> String {
+        let s = &self.inner.summary;
+        format!("{} [{}, {}]", s.name, s.backend, s.device_type)
+    }
+
+    /// The adapter's description.
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.inner.summary
+    }
+
+    /// The limits the device was opened with (the adapter's real limits).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// The wgpu device, for applications that share it.
+    pub fn wgpu_device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn wgpu_queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// Buffer pool counters.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.inner.pool.stats()
+    }
+
+    /// Frees every cached (unused) pooled buffer.
+    pub fn trim_pool(&self) {
+        self.inner.pool.trim();
+    }
+
+    /// Returns (and clears) the first wgpu error reported since the last check.
+    pub(crate) fn take_error(&self) -> DeviceResult<()> {
+        match self.inner.error.lock().unwrap().take() {
+            Some(msg) => Err(DeviceError::Wgpu(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// The cached pipeline for a family's entry point with its override constants.
+    pub(crate) fn pipeline(
+        &self,
+        family: Family,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+    ) -> DeviceResult<Arc<PipelineEntry>> {
+        let key: PipelineKey = (family, entry, constants.to_vec());
+        if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let dev = &self.inner.device;
+        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = {
+            let mut modules = self.inner.modules.lock().unwrap();
+            modules
+                .entry(family)
+                .or_insert_with(|| {
+                    dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(family.file()),
+                        source: wgpu::ShaderSource::Wgsl(family.source().into()),
+                    })
+                })
+                .clone()
+        };
+        let (ro, rw) = family.bindings();
+        let mut entries = Vec::new();
+        for i in 0..ro + rw {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: i < ro },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: ro + rw,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+        let layout = dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(family.file()),
+            entries: &entries,
+        });
+        let playout = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(family.file()),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let consts: Vec<(&str, f64)> = constants.iter().map(|(k, v)| (*k, *v as f64)).collect();
+        let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&playout),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &consts,
+                // Kernels never rely on zeroed workgroup memory.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(DeviceError::Wgpu(format!("{}::{entry}: {e}", family.file())));
+        }
+        let entry_arc = Arc::new(PipelineEntry { pipeline, layout });
+        self.inner.pipelines.lock().unwrap().insert(key, entry_arc.clone());
+        Ok(entry_arc)
+    }
+}

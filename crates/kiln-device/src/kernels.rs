@@ -1,0 +1,396 @@
+//! Kernel launchers, one group per kernel family. Each takes pooled buffers plus plain shape
+//! parameters, allocates its output from the pool and records one dispatch. Parameters travel
+//! in `#[repr(C)]` structs that mirror the `Params` struct of the family's WGSL file.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::context::GpuDevice;
+use crate::error::{DeviceError, DeviceResult};
+use crate::pool::GpuBuffer;
+use crate::shaders::Family;
+
+/// The most dims a broadcasting or gathering kernel indexes (after merging).
+pub const MAX_DIMS: usize = 8;
+
+/// Unary ops of `unary.wgsl` (the discriminant is the shader's OP constant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum UnaryOp {
+    /// -x
+    Neg = 0,
+    /// e^x
+    Exp = 1,
+    /// ln x
+    Log = 2,
+    /// sqrt x
+    Sqrt = 3,
+    /// tanh x
+    Tanh = 4,
+    /// 1 / (1 + e^-x)
+    Sigmoid = 5,
+    /// max(x, 0)
+    Relu = 6,
+    /// x + alpha
+    AddScalar = 7,
+    /// x * alpha
+    MulScalar = 8,
+    /// x / alpha
+    DivScalar = 9,
+    /// x ^ alpha
+    PowScalar = 10,
+    /// x > alpha
+    GtScalar = 11,
+    /// x < alpha
+    LtScalar = 12,
+    /// x >= alpha
+    GeScalar = 13,
+    /// x <= alpha
+    LeScalar = 14,
+    /// x == alpha
+    EqScalar = 15,
+    /// |x|
+    Abs = 16,
+    /// alpha - x
+    RsubScalar = 17,
+}
+
+/// Binary ops of `binary.wgsl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum BinaryOp {
+    /// a + b
+    Add = 0,
+    /// a - b
+    Sub = 1,
+    /// a * b
+    Mul = 2,
+    /// a / b
+    Div = 3,
+    /// max(a, b)
+    Maximum = 4,
+    /// min(a, b)
+    Minimum = 5,
+    /// a > b
+    Gt = 6,
+    /// a < b
+    Lt = 7,
+    /// a >= b
+    Ge = 8,
+    /// a <= b
+    Le = 9,
+    /// a == b
+    Eq = 10,
+    /// a != b
+    Ne = 11,
+    /// a where b > 0 else 0 (ReLU backward: a = gradient, b = input)
+    ReluBackward = 12,
+}
+
+/// A 1-D launch of `n` invocations in workgroups of 256, split over a 2-D grid past 65535 groups.
+fn grid(dev: &GpuDevice, groups: usize) -> DeviceResult<[u32; 3]> {
+    let max = dev.limits().max_compute_workgroups_per_dimension.max(1) as usize;
+    if groups <= max {
+        return Ok([groups as u32, 1, 1]);
+    }
+    let y = groups.div_ceil(max);
+    if y > max {
+        return Err(DeviceError::Launch { op: "grid", msg: format!("{groups} workgroups exceed {max}^2") });
+    }
+    Ok([max as u32, y as u32, 1])
+}
+
+fn grid_threads(dev: &GpuDevice, n: usize) -> DeviceResult<[u32; 3]> {
+    grid(dev, n.div_ceil(256))
+}
+
+fn u32_of(op: &'static str, v: usize) -> DeviceResult<u32> {
+    u32::try_from(v).map_err(|_| DeviceError::Launch { op, msg: format!("{v} does not fit in u32 indexing") })
+}
+
+fn pack_dims(op: &'static str, v: &[usize]) -> DeviceResult<[u32; MAX_DIMS]> {
+    if v.len() > MAX_DIMS {
+        return Err(DeviceError::Launch { op, msg: format!("rank {} exceeds {MAX_DIMS}", v.len()) });
+    }
+    let mut out = [0u32; MAX_DIMS];
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = u32_of(op, x)?;
+    }
+    Ok(out)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct UnaryParams {
+    n: u32,
+    pad0: u32,
+    alpha: f32,
+    pad1: u32,
+}
+
+/// y = op(x) over `n` f32 elements.
+pub fn unary(dev: &GpuDevice, op: UnaryOp, alpha: f32, x: &GpuBuffer, n: usize) -> DeviceResult<GpuBuffer> {
+    let out = dev.alloc(n as u64 * 4, "unary")?;
+    let pipe = dev.pipeline(Family::Unary, "unary", &[("OP", op as u32)])?;
+    let params = UnaryParams { n: u32_of("unary", n)?, pad0: 0, alpha, pad1: 0 };
+    dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
+    Ok(out)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct StridedParams {
+    n: u32,
+    rank: u32,
+    offset: u32,
+    pad0: u32,
+    shape: [u32; MAX_DIMS],
+    s1: [u32; MAX_DIMS],
+    s2: [u32; MAX_DIMS],
+}
+
+/// out = op(a, b) with broadcasting: `shape` is the (contiguous) output shape, `sa` and `sb`
+/// the element strides of a and b per output dim (0 on broadcast dims).
+pub fn binary(
+    dev: &GpuDevice,
+    op: BinaryOp,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    shape: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+) -> DeviceResult<GpuBuffer> {
+    let n: usize = shape.iter().product();
+    let out = dev.alloc(n as u64 * 4, "binary")?;
+    let pipe = dev.pipeline(Family::Binary, "binary", &[("OP", op as u32)])?;
+    let params = StridedParams {
+        n: u32_of("binary", n)?,
+        rank: shape.len() as u32,
+        offset: 0,
+        pad0: 0,
+        shape: pack_dims("binary", shape)?,
+        s1: pack_dims("binary", sa)?,
+        s2: pack_dims("binary", sb)?,
+    };
+    dev.record(&pipe, &[a.raw(), b.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
+    Ok(out)
+}
+
+/// Gathers the strided view (`shape`, element `strides`, element `offset`) of `src` into a new
+/// contiguous buffer. Works on any 32-bit element type.
+pub fn gather(
+    dev: &GpuDevice,
+    src: &GpuBuffer,
+    shape: &[usize],
+    strides: &[usize],
+    offset: usize,
+) -> DeviceResult<GpuBuffer> {
+    let n: usize = shape.iter().product();
+    let out = dev.alloc(n as u64 * 4, "gather")?;
+    let pipe = dev.pipeline(Family::Copy, "gather", &[])?;
+    let params = StridedParams {
+        n: u32_of("gather", n)?,
+        rank: shape.len() as u32,
+        offset: u32_of("gather", offset)?,
+        pad0: 0,
+        shape: pack_dims("gather", shape)?,
+        s1: pack_dims("gather", strides)?,
+        s2: [0; MAX_DIMS],
+    };
+    // The copy family's Params has no third array; the extra bytes are ignored by the shader.
+    dev.record(&pipe, &[src.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
+    Ok(out)
+}
+
+/// How `matmul` reads its operands: C[z] (m x n, contiguous) = op(A[z]) (m x k) * op(B[z]) (k x n).
+/// Strides are in elements; `*_rs`/`*_cs` step one row/column of op(X), `*_bs` one batch
+/// (0 broadcasts that operand over the batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulDesc {
+    /// Rows of C.
+    pub m: usize,
+    /// Columns of C.
+    pub n: usize,
+    /// The contracted dim.
+    pub k: usize,
+    /// Number of products.
+    pub batch: usize,
+    /// Row stride of op(A).
+    pub a_rs: usize,
+    /// Column stride of op(A).
+    pub a_cs: usize,
+    /// Batch stride of A.
+    pub a_bs: usize,
+    /// Row stride of op(B).
+    pub b_rs: usize,
+    /// Column stride of op(B).
+    pub b_cs: usize,
+    /// Batch stride of B.
+    pub b_bs: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    pad0: u32,
+    a_rs: u32,
+    a_cs: u32,
+    a_bs: u32,
+    pad1: u32,
+    b_rs: u32,
+    b_cs: u32,
+    b_bs: u32,
+    pad2: u32,
+    c_bs: u32,
+    pad3: [u32; 3],
+}
+
+/// Batched matmul; see [`MatmulDesc`].
+pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> DeviceResult<GpuBuffer> {
+    let out_len = d.batch * d.m * d.n;
+    let out = dev.alloc(out_len as u64 * 4, "matmul")?;
+    if out_len == 0 {
+        return Ok(out);
+    }
+    if d.k == 0 {
+        // An empty contraction is a zero matrix.
+        let zeros = dev.upload(&vec![0u8; out_len * 4], "matmul")?;
+        return Ok(zeros);
+    }
+    let u = |v| u32_of("matmul", v);
+    let params = MatmulParams {
+        m: u(d.m)?,
+        n: u(d.n)?,
+        k: u(d.k)?,
+        pad0: 0,
+        a_rs: u(d.a_rs)?,
+        a_cs: u(d.a_cs)?,
+        a_bs: u(d.a_bs)?,
+        pad1: 0,
+        b_rs: u(d.b_rs)?,
+        b_cs: u(d.b_cs)?,
+        b_bs: u(d.b_bs)?,
+        pad2: 0,
+        c_bs: u(d.m * d.n)?,
+        pad3: [0; 3],
+    };
+    let pipe = dev.pipeline(Family::Matmul, "matmul", &[])?;
+    let max = dev.limits().max_compute_workgroups_per_dimension as usize;
+    let gx = d.n.div_ceil(4).div_ceil(8);
+    let gy = d.m.div_ceil(4).div_ceil(8);
+    if gx > max || gy > max || d.batch > max {
+        return Err(DeviceError::Launch {
+            op: "matmul",
+            msg: format!("grid {gx}x{gy}x{} exceeds {max} per dimension", d.batch),
+        });
+    }
+    dev.record(
+        &pipe,
+        &[a.raw(), b.raw(), out.raw()],
+        bytemuck::bytes_of(&params),
+        [gx as u32, gy as u32, d.batch as u32],
+    )?;
+    Ok(out)
+}
+
+/// Which reduction [`reduce`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Sum over the dim.
+    Sum,
+    /// Maximum over the dim, with the index of its first occurrence.
+    Max,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct DimParams {
+    outer: u32,
+    dim: u32,
+    inner: u32,
+    n: u32,
+}
+
+/// Reduces x viewed as [outer, dim, inner] over `dim`. Returns the values (outer*inner f32) and,
+/// for [`ReduceOp::Max`], the indices (outer*inner u32).
+pub fn reduce(
+    dev: &GpuDevice,
+    op: ReduceOp,
+    x: &GpuBuffer,
+    outer: usize,
+    dim: usize,
+    inner: usize,
+) -> DeviceResult<(GpuBuffer, Option<GpuBuffer>)> {
+    let n_out = outer * inner;
+    let out = dev.alloc(n_out as u64 * 4, "reduce")?;
+    let idx = match op {
+        ReduceOp::Max => Some(dev.alloc(n_out as u64 * 4, "reduce")?),
+        ReduceOp::Sum => None,
+    };
+    if dim == 0 {
+        return Err(DeviceError::Launch { op: "reduce", msg: "empty reduction dim".into() });
+    }
+    let params = DimParams {
+        outer: u32_of("reduce", outer)?,
+        dim: u32_of("reduce", dim)?,
+        inner: u32_of("reduce", inner)?,
+        n: u32_of("reduce", n_out)?,
+    };
+    // Long reductions get a workgroup each (parallel and accurate); many short ones a thread each.
+    let wide = dim >= 2048 || (n_out < 256 && dim >= 64);
+    let (entry, groups) = match (op, wide) {
+        (ReduceOp::Sum, false) => ("sum_rows", grid_threads(dev, n_out)?),
+        (ReduceOp::Max, false) => ("max_rows", grid_threads(dev, n_out)?),
+        (ReduceOp::Sum, true) => ("sum_wg", grid(dev, n_out)?),
+        (ReduceOp::Max, true) => ("max_wg", grid(dev, n_out)?),
+    };
+    let pipe = dev.pipeline(Family::Reduce, entry, &[])?;
+    let idx_raw = idx.as_ref().map(|b| b.raw()).unwrap_or(dev.dummy());
+    dev.record(&pipe, &[x.raw(), out.raw(), idx_raw], bytemuck::bytes_of(&params), groups)?;
+    Ok((out, idx))
+}
+
+/// softmax (or log_softmax when `log`) of x viewed as [outer, dim, inner] along `dim`.
+pub fn softmax(
+    dev: &GpuDevice,
+    x: &GpuBuffer,
+    outer: usize,
+    dim: usize,
+    inner: usize,
+    log: bool,
+) -> DeviceResult<GpuBuffer> {
+    let out = dev.alloc((outer * dim * inner) as u64 * 4, "softmax")?;
+    let rows = outer * inner;
+    let params = DimParams {
+        outer: u32_of("softmax", outer)?,
+        dim: u32_of("softmax", dim)?,
+        inner: u32_of("softmax", inner)?,
+        n: u32_of("softmax", rows)?,
+    };
+    let pipe = dev.pipeline(Family::Softmax, "softmax", &[("LOG", log as u32)])?;
+    dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, rows)?)?;
+    Ok(out)
+}
+
+/// out[o, d, i] = (idx[o * inner + i] == d) as f32, for out of shape [outer, dim, inner].
+pub fn index_mask(
+    dev: &GpuDevice,
+    idx: &GpuBuffer,
+    outer: usize,
+    dim: usize,
+    inner: usize,
+) -> DeviceResult<GpuBuffer> {
+    let n = outer * dim * inner;
+    let out = dev.alloc(n as u64 * 4, "index_mask")?;
+    let params = DimParams {
+        outer: u32_of("index_mask", n)?,
+        dim: u32_of("index_mask", dim)?,
+        inner: u32_of("index_mask", inner.max(1))?,
+        n: 0,
+    };
+    let pipe = dev.pipeline(Family::Index, "index_mask", &[])?;
+    dev.record(&pipe, &[idx.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
+    Ok(out)
+}

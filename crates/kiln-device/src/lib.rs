@@ -1,0 +1,26 @@
+//! kiln-device: the wgpu layer of kiln.
+//!
+//! This crate knows adapters, buffers, pipelines and kernels, and nothing about autograd or
+//! tensors' meaning. [`GpuDevice`] owns one wgpu device and queue, a pool of storage buffers
+//! ([`GpuBuffer`]), a cache of compute pipelines and the pending command batch into which every
+//! kernel launch is recorded. The launchers in [`kernels`] take buffers plus plain shape
+//! parameters and record one dispatch each; nothing is submitted until a read-back,
+//! [`GpuDevice::synchronize`], or a full batch.
+//!
+//! The WGSL sources live in the workspace's `shaders/` folder, one file per kernel family, and are
+//! compiled into this crate with `include_str!` (see [`shaders`]).
+
+mod batch;
+mod context;
+mod error;
+pub mod kernels;
+mod pool;
+pub mod shaders;
+
+pub use context::{AdapterChoice, AdapterSummary, GpuDevice, list_adapters};
+pub use error::{DeviceError, DeviceResult};
+pub use pool::{GpuBuffer, PoolStats};
+
+/// The hint printed when no adapter can be found.
+pub const INSTALL_HINT: &str = "no wgpu adapter found: install a GPU driver, or the software \
+adapter (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`), or use Device::cpu()";

@@ -1,0 +1,98 @@
+//! The WGSL sources, one per kernel family, compiled into the crate from `shaders/`.
+
+/// A kernel family: one `.wgsl` file with one binding layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `unary.wgsl`: y = f(x), scalar forms included.
+    Unary,
+    /// `binary.wgsl`: broadcasting binary ops and comparisons.
+    Binary,
+    /// `matmul.wgsl`: batched matmul with strided (transposable) operands.
+    Matmul,
+    /// `reduce.wgsl`: sum and max (with index) along a dim.
+    Reduce,
+    /// `softmax.wgsl`: softmax and log_softmax along a dim.
+    Softmax,
+    /// `copy.wgsl`: strided gather into a contiguous array.
+    Copy,
+    /// `index.wgsl`: indices to 0/1 masks.
+    Index,
+}
+
+impl Family {
+    /// Every family, for validation tests.
+    pub const ALL: [Family; 7] = [
+        Family::Unary,
+        Family::Binary,
+        Family::Matmul,
+        Family::Reduce,
+        Family::Softmax,
+        Family::Copy,
+        Family::Index,
+    ];
+
+    /// The WGSL source text.
+    pub fn source(self) -> &'static str {
+        match self {
+            Family::Unary => include_str!("../../../shaders/unary.wgsl"),
+            Family::Binary => include_str!("../../../shaders/binary.wgsl"),
+            Family::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Family::Reduce => include_str!("../../../shaders/reduce.wgsl"),
+            Family::Softmax => include_str!("../../../shaders/softmax.wgsl"),
+            Family::Copy => include_str!("../../../shaders/copy.wgsl"),
+            Family::Index => include_str!("../../../shaders/index.wgsl"),
+        }
+    }
+
+    /// The file name under `shaders/`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Family::Unary => "unary.wgsl",
+            Family::Binary => "binary.wgsl",
+            Family::Matmul => "matmul.wgsl",
+            Family::Reduce => "reduce.wgsl",
+            Family::Softmax => "softmax.wgsl",
+            Family::Copy => "copy.wgsl",
+            Family::Index => "index.wgsl",
+        }
+    }
+
+    /// Storage bindings: (read-only, read-write). Read-only ones come first, then read-write,
+    /// then one uniform with the kernel's parameters.
+    pub fn bindings(self) -> (u32, u32) {
+        match self {
+            Family::Unary | Family::Softmax | Family::Copy | Family::Index => (1, 1),
+            Family::Binary | Family::Matmul => (2, 1),
+            Family::Reduce => (1, 2),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Family;
+
+    /// Every shader parses and validates with naga, so a broken WGSL file fails `cargo test`.
+    #[test]
+    fn every_shader_parses_and_validates() {
+        for fam in Family::ALL {
+            let module = naga::front::wgsl::parse_str(fam.source())
+                .unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));
+            let mut v = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::empty(),
+            );
+            v.validate(&module)
+                .unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));
+            // Binding numbers follow the family's declared layout.
+            let (ro, rw) = fam.bindings();
+            let mut seen: Vec<u32> = module
+                .global_variables
+                .iter()
+                .filter_map(|(_, g)| g.binding.as_ref().map(|b| b.binding))
+                .collect();
+            seen.sort();
+            assert_eq!(seen, (0..ro + rw + 1).collect::<Vec<_>>(), "{}", fam.file());
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Launcher smoke tests on a real adapter (skipped without one unless KILN_REQUIRE_GPU=1).
+
+use kiln_device::kernels::{self, BinaryOp, MatmulDesc, ReduceOp, UnaryOp};
+use kiln_device::{AdapterChoice, GpuDevice};
+
+fn dev() -> Option<GpuDevice> {
+    match GpuDevice::open(AdapterChoice::Best) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() != Ok("1") => {
+            eprintln!("skipping: {e}");
+            None
+        }
+        Err(e) => panic!("KILN_REQUIRE_GPU=1 but {e}"),
+    }
+}
+
+fn f32s(d: &GpuDevice, b: &kiln_device::GpuBuffer, n: usize) -> Vec<f32> {
+    bytemuck::cast_slice(&d.read(b, n as u64 * 4).unwrap()).to_vec()
+}
+
+#[test]
+fn same_adapter_same_device() {
+    let Some(a) = dev() else { return };
+    let b = GpuDevice::open(AdapterChoice::Best).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn unary_binary_matmul_reduce_roundtrip() {
+    let Some(d) = dev() else { return };
+    let x: Vec<f32> = (0..1000).map(|i| i as f32 * 0.01 - 3.0).collect();
+    let bx = d.upload(bytemuck::cast_slice(&x), "t").unwrap();
+    let y = kernels::unary(&d, UnaryOp::Exp, 0.0, &bx, x.len()).unwrap();
+    let got = f32s(&d, &y, x.len());
+    for (g, v) in got.iter().zip(&x) {
+        assert!((g - v.exp()).abs() <= 1e-5 * v.exp().max(1.0), "{g} vs {}", v.exp());
+    }
+    // broadcast add of a [1000] row onto itself as [1, 1000] + [1000, 1] would be big; use [2, 500] + [500]
+    let z = kernels::binary(&d, BinaryOp::Sub, &bx, &bx, &[2, 500], &[500, 1], &[0, 1]).unwrap();
+    let got = f32s(&d, &z, 1000);
+    for i in 0..1000 {
+        assert_eq!(got[i], x[i] - x[i % 500]);
+    }
+    // 3x5 @ 5x2
+    let a: Vec<f32> = (0..15).map(|i| i as f32).collect();
+    let b: Vec<f32> = (0..10).map(|i| (i as f32) * 0.5).collect();
+    let ba = d.upload(bytemuck::cast_slice(&a), "t").unwrap();
+    let bb = d.upload(bytemuck::cast_slice(&b), "t").unwrap();
+    let desc = MatmulDesc { m: 3, n: 2, k: 5, batch: 1, a_rs: 5, a_cs: 1, a_bs: 0, b_rs: 2, b_cs: 1, b_bs: 0 };
+    let c = f32s(&d, &kernels::matmul(&d, &ba, &bb, &desc).unwrap(), 6);
+    for i in 0..3 {
+        for j in 0..2 {
+            let want: f32 = (0..5).map(|k| a[i * 5 + k] * b[k * 2 + j]).sum();
+            assert_eq!(c[i * 2 + j], want);
+        }
+    }
+    let (s, _) = kernels::reduce(&d, ReduceOp::Sum, &bx, 1, 1000, 1).unwrap();
+    let want: f64 = x.iter().map(|v| *v as f64).sum();
+    assert!((f32s(&d, &s, 1)[0] as f64 - want).abs() < 1e-3);
+    let (m, i) = kernels::reduce(&d, ReduceOp::Max, &bx, 2, 500, 1).unwrap();
+    assert_eq!(f32s(&d, &m, 2), vec![x[499], x[999]]);
+    let idx: Vec<u32> = bytemuck::cast_slice(&d.read(&i.unwrap(), 8).unwrap()).to_vec();
+    assert_eq!(idx, vec![499, 499]);
+}

@@ -1,0 +1,62 @@
+// Binary elementwise family with NumPy broadcasting: out[i] = f(a[ia], b[ib]).
+// The output is contiguous with `rank` dims (at most 8, after the host has merged dims that need
+// no index arithmetic); a and b are read through per-dim strides in elements, 0 on a broadcast dim.
+// The op is the overridable constant OP. Comparison ops write 1.0 or 0.0.
+
+struct Params {
+    n: u32,
+    rank: u32,
+    pad0: u32,
+    pad1: u32,
+    shape: array<vec4<u32>, 2>,
+    sa: array<vec4<u32>, 2>,
+    sb: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+override OP: u32 = 0u;
+
+fn f(u: f32, v: f32) -> f32 {
+    switch OP {
+        case 0u: { return u + v; }
+        case 1u: { return u - v; }
+        case 2u: { return u * v; }
+        case 3u: { return u / v; }
+        case 4u: { return max(u, v); }
+        case 5u: { return min(u, v); }
+        case 6u: { return select(0.0, 1.0, u > v); }
+        case 7u: { return select(0.0, 1.0, u < v); }
+        case 8u: { return select(0.0, 1.0, u >= v); }
+        case 9u: { return select(0.0, 1.0, u <= v); }
+        case 10u: { return select(0.0, 1.0, u == v); }
+        case 11u: { return select(0.0, 1.0, u != v); }
+        // ReLU backward: u is the incoming gradient, v the ReLU input (gradient 0 at v == 0).
+        case 12u: { return select(0.0, u, v > 0.0); }
+        default: { return u; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    var rem = i;
+    var ia = 0u;
+    var ib = 0u;
+    for (var d = i32(p.rank) - 1; d >= 0; d = d - 1) {
+        let q = u32(d) / 4u;
+        let r = u32(d) % 4u;
+        let s = p.shape[q][r];
+        let c = rem % s;
+        rem = rem / s;
+        ia = ia + c * p.sa[q][r];
+        ib = ib + c * p.sb[q][r];
+    }
+    out[i] = f(a[ia], b[ib]);
+}

@@ -1,0 +1,34 @@
+// Copy family: gathers a strided view into a contiguous array. Used for transpose, for
+// broadcast_to (stride 0 on the expanded dims) and for making any view contiguous. It moves
+// 32-bit words, so it serves f32 and u32 tensors alike.
+
+struct Params {
+    n: u32,
+    rank: u32,
+    offset: u32,
+    pad0: u32,
+    shape: array<vec4<u32>, 2>,
+    strides: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(256)
+fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    var rem = i;
+    var is = p.offset;
+    for (var d = i32(p.rank) - 1; d >= 0; d = d - 1) {
+        let q = u32(d) / 4u;
+        let r = u32(d) % 4u;
+        let s = p.shape[q][r];
+        is = is + (rem % s) * p.strides[q][r];
+        rem = rem / s;
+    }
+    dst[i] = src[is];
+}

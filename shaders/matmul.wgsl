@@ -1,0 +1,82 @@
+// Matmul family: C[z] = op(A[z]) * op(B[z]) for z in 0..batch, any M, N, K.
+// A and B are read through strides, so a transposed operand (A^T or B^T) is just other strides
+// and backward never materialises a transpose; a batch stride of 0 broadcasts one operand over
+// the batch. Each invocation computes a 4x4 block of C in registers (vec4 accumulators, one per
+// row); rows and columns past the edge are clamped on load and masked on store, so no shape
+// needs to be a multiple of the tile.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    pad0: u32,
+    a_rs: u32,  // stride between rows of op(A)
+    a_cs: u32,  // stride between columns of op(A)
+    a_bs: u32,  // stride between batches of A (0 = broadcast)
+    pad1: u32,
+    b_rs: u32,
+    b_cs: u32,
+    b_bs: u32,
+    pad2: u32,
+    c_bs: u32,
+    pad3: u32,
+    pad4: u32,
+    pad5: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(8, 8)
+fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row0 = gid.y * 4u;
+    let col0 = gid.x * 4u;
+    if (row0 >= p.m || col0 >= p.n) {
+        return;
+    }
+    let z = gid.z;
+    let a_base = z * p.a_bs;
+    let b_base = z * p.b_bs;
+    // Clamped row / column offsets: loads stay in bounds, stores are masked below.
+    let ar0 = a_base + min(row0, p.m - 1u) * p.a_rs;
+    let ar1 = a_base + min(row0 + 1u, p.m - 1u) * p.a_rs;
+    let ar2 = a_base + min(row0 + 2u, p.m - 1u) * p.a_rs;
+    let ar3 = a_base + min(row0 + 3u, p.m - 1u) * p.a_rs;
+    let bc0 = b_base + min(col0, p.n - 1u) * p.b_cs;
+    let bc1 = b_base + min(col0 + 1u, p.n - 1u) * p.b_cs;
+    let bc2 = b_base + min(col0 + 2u, p.n - 1u) * p.b_cs;
+    let bc3 = b_base + min(col0 + 3u, p.n - 1u) * p.b_cs;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var ka = 0u;
+    var kb = 0u;
+    for (var kk = 0u; kk < p.k; kk = kk + 1u) {
+        let bv = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
+        acc0 = fma(vec4<f32>(a[ar0 + ka]), bv, acc0);
+        acc1 = fma(vec4<f32>(a[ar1 + ka]), bv, acc1);
+        acc2 = fma(vec4<f32>(a[ar2 + ka]), bv, acc2);
+        acc3 = fma(vec4<f32>(a[ar3 + ka]), bv, acc3);
+        ka = ka + p.a_cs;
+        kb = kb + p.b_rs;
+    }
+    let c_base = z * p.c_bs;
+    store_row(c_base, row0, col0, acc0);
+    store_row(c_base, row0 + 1u, col0, acc1);
+    store_row(c_base, row0 + 2u, col0, acc2);
+    store_row(c_base, row0 + 3u, col0, acc3);
+}
+
+fn store_row(c_base: u32, row: u32, col0: u32, v: vec4<f32>) {
+    if (row >= p.m) {
+        return;
+    }
+    let o = c_base + row * p.n + col0;
+    c[o] = v.x;
+    if (col0 + 1u < p.n) { c[o + 1u] = v.y; }
+    if (col0 + 2u < p.n) { c[o + 2u] = v.z; }
+    if (col0 + 3u < p.n) { c[o + 3u] = v.w; }
+}

@@ -1,0 +1,123 @@
+// Reduce family: for x viewed as [outer, dim, inner], reduces over `dim` into out[outer * inner]
+// (sum, or max together with the index of its first occurrence in idx).
+// Two shapes of launch: `*_rows` gives each output one invocation (many short reductions);
+// `*_wg` gives each output a workgroup of 256 invocations that each sum a strided slice and then
+// combine in a tree, which keeps long reductions (10^6 elements) both parallel and accurate.
+
+struct Params {
+    outer: u32,
+    dim: u32,
+    inner: u32,
+    n_out: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> idx: array<u32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+const WG: u32 = 256u;
+var<workgroup> sv: array<f32, WG>;
+var<workgroup> si: array<u32, WG>;
+
+fn base_of(o: u32) -> u32 {
+    return (o / p.inner) * p.dim * p.inner + (o % p.inner);
+}
+
+@compute @workgroup_size(256)
+fn sum_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = gid.x + gid.y * nwg.x * 256u;
+    if (o >= p.n_out) {
+        return;
+    }
+    let base = base_of(o);
+    var s = 0.0;
+    for (var d = 0u; d < p.dim; d = d + 1u) {
+        s = s + x[base + d * p.inner];
+    }
+    out[o] = s;
+}
+
+@compute @workgroup_size(256)
+fn max_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = gid.x + gid.y * nwg.x * 256u;
+    if (o >= p.n_out) {
+        return;
+    }
+    let base = base_of(o);
+    var best = x[base];
+    var bi = 0u;
+    for (var d = 1u; d < p.dim; d = d + 1u) {
+        let v = x[base + d * p.inner];
+        if (v > best) {
+            best = v;
+            bi = d;
+        }
+    }
+    out[o] = best;
+    idx[o] = bi;
+}
+
+@compute @workgroup_size(256)
+fn sum_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) t: u32) {
+    let o = wid.x + wid.y * nwg.x;
+    // Every invocation of the workgroup reaches the barriers, in or out of range.
+    let live = o < p.n_out;
+    var s = 0.0;
+    if (live) {
+        let base = base_of(o);
+        for (var d = t; d < p.dim; d = d + WG) {
+            s = s + x[base + d * p.inner];
+        }
+    }
+    sv[t] = s;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w = w / 2u) {
+        if (t < w) {
+            sv[t] = sv[t] + sv[t + w];
+        }
+        workgroupBarrier();
+    }
+    if (live && t == 0u) {
+        out[o] = sv[0];
+    }
+}
+
+@compute @workgroup_size(256)
+fn max_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) t: u32) {
+    let o = wid.x + wid.y * nwg.x;
+    let live = o < p.n_out;
+    var best = 0.0;
+    var bi = 0xffffffffu;
+    if (live) {
+        let base = base_of(o);
+        for (var d = t; d < p.dim; d = d + WG) {
+            let v = x[base + d * p.inner];
+            if (bi == 0xffffffffu || v > best) {
+                best = v;
+                bi = d;
+            }
+        }
+    }
+    sv[t] = best;
+    si[t] = bi;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w = w / 2u) {
+        if (t < w) {
+            let ov = sv[t + w];
+            let oi = si[t + w];
+            // Take the other candidate if it exists and is larger, or equal with a lower index.
+            if (oi != 0xffffffffu && (si[t] == 0xffffffffu || ov > sv[t] || (ov == sv[t] && oi < si[t]))) {
+                sv[t] = ov;
+                si[t] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+    if (live && t == 0u) {
+        out[o] = sv[0];
+        idx[o] = si[0];
+    }
+}
