@@ -17,6 +17,8 @@ pub mod kernels;
 mod pool;
 pub mod shaders;
 
+pub use wgpu;
+
 pub use context::{AdapterChoice, AdapterSummary, GpuDevice, list_adapters};
 pub use error::{DeviceError, DeviceResult};
 pub use pool::{GpuBuffer, PoolStats};

@@ -1,0 +1,258 @@
+//! Reverse-mode autograd: the one `Op` enum that records what backward needs, all backward
+//! rules (one arm per primitive), the backward walk, and grad mode (`no_grad`).
+//!
+//! The graph is define-by-run: each result tensor that needs gradients owns its `Op`, which owns
+//! its inputs. Nothing global records anything, so the graph lives exactly as long as the
+//! tensors that reference it. `backward()` orders the graph topologically from the loss, walks it
+//! in reverse, and accumulates (`+=`) into the gradient slots of leaves.
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+
+use kiln_device::kernels::{BinaryOp, UnaryOp};
+
+use crate::error::{Error, Result};
+use crate::shape::split_at_dim;
+use crate::tensor::Tensor;
+
+/// What an op recorded for its backward rule. Composite ops (mean, cross-entropy, linear ...)
+/// are built from these primitives and need no entry of their own.
+pub(crate) enum Op {
+    /// y = f(x) (alpha is the scalar of the scalar forms).
+    Unary { x: Tensor, op: UnaryOp, alpha: f32 },
+    /// y = f(a, b) with broadcasting.
+    Binary { a: Tensor, b: Tensor, op: BinaryOp },
+    /// y = a @ b (2-D, or batched with a possibly broadcast batch).
+    Matmul { a: Tensor, b: Tensor },
+    /// y = x with dims d0 and d1 swapped.
+    Transpose { x: Tensor, d0: usize, d1: usize },
+    /// y = x with another shape (same storage).
+    Reshape { x: Tensor },
+    /// y = x expanded to a larger shape.
+    BroadcastTo { x: Tensor },
+    /// y = sum of x over `dim`.
+    Sum { x: Tensor, dim: usize, keepdim: bool },
+    /// y = max of x over `dim`; idx holds the argmax (U32).
+    Max { x: Tensor, dim: usize, keepdim: bool, idx: Tensor },
+    /// y = softmax(x) along `dim`.
+    Softmax { x: Tensor, dim: usize },
+    /// y = log_softmax(x) along `dim`.
+    LogSoftmax { x: Tensor, dim: usize },
+    /// y = x copied to another device.
+    ToDevice { x: Tensor },
+}
+
+impl Op {
+    /// The inputs gradients flow to, in the order `backward` returns them.
+    pub(crate) fn inputs(&self) -> Vec<&Tensor> {
+        match self {
+            Op::Binary { a, b, .. } | Op::Matmul { a, b } => vec![a, b],
+            Op::Unary { x, .. }
+            | Op::Transpose { x, .. }
+            | Op::Reshape { x }
+            | Op::BroadcastTo { x }
+            | Op::Sum { x, .. }
+            | Op::Max { x, .. }
+            | Op::Softmax { x, .. }
+            | Op::LogSoftmax { x, .. }
+            | Op::ToDevice { x } => vec![x],
+        }
+    }
+
+    /// Every tensor the op holds (for unlinking the graph on drop).
+    pub(crate) fn into_inputs(self) -> Vec<Tensor> {
+        match self {
+            Op::Binary { a, b, .. } | Op::Matmul { a, b } => vec![a, b],
+            Op::Max { x, idx, .. } => vec![x, idx],
+            Op::Unary { x, .. }
+            | Op::Transpose { x, .. }
+            | Op::Reshape { x }
+            | Op::BroadcastTo { x }
+            | Op::Sum { x, .. }
+            | Op::Softmax { x, .. }
+            | Op::LogSoftmax { x, .. }
+            | Op::ToDevice { x } => vec![x],
+        }
+    }
+
+    /// The gradients of the inputs given the output `out` (detached) and its gradient `g`.
+    /// Runs with grad mode off. `None` means no gradient flows to that input.
+    fn backward(&self, out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(match self {
+            Op::Unary { x, op, alpha } => {
+                let gx = match op {
+                    UnaryOp::Neg => g.neg()?,
+                    UnaryOp::Exp => g.mul(out)?,
+                    UnaryOp::Log => g.div(x)?,
+                    UnaryOp::Sqrt => g.div(out)?.mul_scalar(0.5)?,
+                    UnaryOp::Tanh => g.mul(&out.mul(out)?.rsub_scalar(1.0)?)?,
+                    UnaryOp::Sigmoid => g.mul(&out.mul(&out.rsub_scalar(1.0)?)?)?,
+                    UnaryOp::Relu => g.relu_backward(x)?,
+                    UnaryOp::AddScalar => g.clone(),
+                    UnaryOp::MulScalar => g.mul_scalar(*alpha)?,
+                    UnaryOp::DivScalar => g.div_scalar(*alpha)?,
+                    UnaryOp::PowScalar => g.mul(&x.powf(*alpha - 1.0)?.mul_scalar(*alpha)?)?,
+                    UnaryOp::Abs => g.mul(&x.gt_scalar(0.0)?.sub(&x.lt_scalar(0.0)?)?)?,
+                    UnaryOp::RsubScalar => g.neg()?,
+                    // Masks are not differentiable (their results never require grad).
+                    UnaryOp::GtScalar
+                    | UnaryOp::LtScalar
+                    | UnaryOp::GeScalar
+                    | UnaryOp::LeScalar
+                    | UnaryOp::EqScalar => return Ok(vec![None]),
+                };
+                vec![Some(gx)]
+            }
+            Op::Binary { a, b, op } => {
+                let (ga, gb) = match op {
+                    BinaryOp::Add => (g.clone(), g.clone()),
+                    BinaryOp::Sub => (g.clone(), g.neg()?),
+                    BinaryOp::Mul => (g.mul(b)?, g.mul(a)?),
+                    BinaryOp::Div => (g.div(b)?, g.mul(a)?.div(&b.mul(b)?)?.neg()?),
+                    BinaryOp::Maximum | BinaryOp::Minimum => {
+                        // Ties split the gradient evenly, as torch.maximum does.
+                        let (wa, wb) = if *op == BinaryOp::Maximum { (a.gt(b)?, b.gt(a)?) } else { (a.lt(b)?, b.lt(a)?) };
+                        let tie = a.eq(b)?.mul_scalar(0.5)?;
+                        (g.mul(&wa.add(&tie)?)?, g.mul(&wb.add(&tie)?)?)
+                    }
+                    _ => return Ok(vec![None, None]),
+                };
+                vec![Some(ga.sum_to_shape(a.shape())?), Some(gb.sum_to_shape(b.shape())?)]
+            }
+            Op::Matmul { a, b } => {
+                // dA = dC @ B^T and dB = A^T @ dC, read transposed in place (no transpose copy).
+                let ga = Tensor::matmul_t(g, false, b, true)?;
+                let gb = Tensor::matmul_t(a, true, g, false)?;
+                vec![Some(ga.sum_to_shape(a.shape())?), Some(gb.sum_to_shape(b.shape())?)]
+            }
+            Op::Transpose { d0, d1, .. } => vec![Some(g.transpose(*d0, *d1)?)],
+            Op::Reshape { x } => vec![Some(g.reshape(x.shape())?)],
+            Op::BroadcastTo { x } => vec![Some(g.sum_to_shape(x.shape())?)],
+            Op::Sum { x, dim, keepdim } => {
+                let g = if *keepdim || x.rank() == 0 { g.clone() } else { g.unsqueeze(*dim)? };
+                vec![Some(g.broadcast_to(x.shape())?)]
+            }
+            Op::Max { x, dim, keepdim, idx } => {
+                let g = if *keepdim || x.rank() == 0 { g.clone() } else { g.unsqueeze(*dim)? };
+                let (outer, d, inner) = split_at_dim(x.shape(), *dim);
+                let mask = Tensor::index_mask(idx, outer, d, inner)?.reshape(x.shape())?;
+                vec![Some(mask.mul(&g)?)]
+            }
+            Op::Softmax { dim, .. } => {
+                // dx = y * (g - sum(g * y))
+                let s = g.mul(out)?.sum(*dim, true)?;
+                vec![Some(out.mul(&g.sub(&s)?)?)]
+            }
+            Op::LogSoftmax { dim, .. } => {
+                // dx = g - exp(y) * sum(g)
+                let s = g.sum(*dim, true)?;
+                vec![Some(g.sub(&out.exp()?.mul(&s)?)?)]
+            }
+            Op::ToDevice { x } => vec![Some(g.to(x.dev())?)],
+        })
+    }
+}
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Whether ops record the graph on this thread.
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// While alive, nothing on this thread is recorded for autograd (like `torch.no_grad()`).
+pub struct NoGradGuard {
+    prev: bool,
+}
+
+impl NoGradGuard {
+    /// Turns recording off until the guard drops.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> NoGradGuard {
+        let prev = GRAD_ENABLED.with(|g| g.replace(false));
+        NoGradGuard { prev }
+    }
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.prev));
+    }
+}
+
+/// Runs `f` with autograd recording off.
+pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
+    let _g = NoGradGuard::new();
+    f()
+}
+
+/// Tensors of the graph below `root` that require grad, inputs before the ops that use them.
+fn topo_order(root: &Tensor) -> Vec<Tensor> {
+    let mut order = Vec::new();
+    let mut visited = HashSet::new();
+    let mut stack = vec![(root.clone(), false)];
+    while let Some((t, expanded)) = stack.pop() {
+        if expanded {
+            order.push(t);
+            continue;
+        }
+        if !visited.insert(t.id()) {
+            continue;
+        }
+        stack.push((t.clone(), true));
+        if let Some(op) = &t.inner.grad_fn {
+            for inp in op.inputs() {
+                if inp.requires_grad() && !visited.contains(&inp.id()) {
+                    stack.push((inp.clone(), false));
+                }
+            }
+        }
+    }
+    order
+}
+
+impl Tensor {
+    /// Computes the gradient of this one-element tensor with respect to every leaf that
+    /// requires grad, accumulating into their `.grad()`.
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(Error::Backward(format!(
+                "called on a tensor of shape {:?}; backward() needs a one-element tensor (reduce it with sum_all() or mean_all())",
+                self.shape()
+            )));
+        }
+        if !self.requires_grad() {
+            return Err(Error::Backward(
+                "the tensor does not require grad: no input had requires_grad set, or it was computed under no_grad".into(),
+            ));
+        }
+        let _guard = NoGradGuard::new();
+        let order = topo_order(self);
+        let mut grads: HashMap<usize, Tensor> = HashMap::new();
+        grads.insert(self.id(), Tensor::ones(self.shape(), self.dev())?);
+        for t in order.iter().rev() {
+            let Some(g) = grads.remove(&t.id()) else { continue };
+            if let Some(slot) = &t.inner.grad_slot {
+                slot.accumulate(g)?;
+                continue;
+            }
+            let Some(op) = &t.inner.grad_fn else { continue };
+            let gs = op.backward(&t.detach(), &g)?;
+            for (inp, gi) in op.inputs().into_iter().zip(gs) {
+                let Some(gi) = gi else { continue };
+                if !inp.requires_grad() {
+                    continue;
+                }
+                debug_assert_eq!(gi.shape(), inp.shape(), "gradient shape of {op_name}", op_name = "op");
+                let acc = match grads.remove(&inp.id()) {
+                    Some(prev) => prev.add(&gi)?,
+                    None => gi,
+                };
+                grads.insert(inp.id(), acc);
+            }
+        }
+        Ok(())
+    }
+}

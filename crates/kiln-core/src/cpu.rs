@@ -1,0 +1,200 @@
+//! CPU reference kernels. They mirror the WGSL kernels op for op (same op codes, same edge
+//! cases), so the two devices agree; sums accumulate in f64.
+
+use kiln_device::kernels::{BinaryOp, MatmulDesc, UnaryOp};
+
+/// x ^ a with PyTorch's meaning for negative bases (as `powf` in unary.wgsl).
+fn powf(v: f32, a: f32) -> f32 {
+    v.powf(a)
+}
+
+pub(crate) fn unary_scalar(op: UnaryOp, alpha: f32, v: f32) -> f32 {
+    let b = |c: bool| if c { 1.0 } else { 0.0 };
+    match op {
+        UnaryOp::Neg => -v,
+        UnaryOp::Exp => v.exp(),
+        UnaryOp::Log => v.ln(),
+        UnaryOp::Sqrt => v.sqrt(),
+        UnaryOp::Tanh => v.tanh(),
+        UnaryOp::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        // NOTE: relu(0) = 0 and the gradient at 0 is 0, as in PyTorch.
+        UnaryOp::Relu => {
+            if v > 0.0 {
+                v
+            } else {
+                0.0
+            }
+        }
+        UnaryOp::AddScalar => v + alpha,
+        UnaryOp::MulScalar => v * alpha,
+        UnaryOp::DivScalar => v / alpha,
+        UnaryOp::PowScalar => powf(v, alpha),
+        UnaryOp::GtScalar => b(v > alpha),
+        UnaryOp::LtScalar => b(v < alpha),
+        UnaryOp::GeScalar => b(v >= alpha),
+        UnaryOp::LeScalar => b(v <= alpha),
+        UnaryOp::EqScalar => b(v == alpha),
+        UnaryOp::Abs => v.abs(),
+        UnaryOp::RsubScalar => alpha - v,
+    }
+}
+
+pub(crate) fn unary(op: UnaryOp, alpha: f32, x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| unary_scalar(op, alpha, v)).collect()
+}
+
+pub(crate) fn binary_scalar(op: BinaryOp, u: f32, v: f32) -> f32 {
+    let b = |c: bool| if c { 1.0 } else { 0.0 };
+    match op {
+        BinaryOp::Add => u + v,
+        BinaryOp::Sub => u - v,
+        BinaryOp::Mul => u * v,
+        BinaryOp::Div => u / v,
+        BinaryOp::Maximum => u.max(v),
+        BinaryOp::Minimum => u.min(v),
+        BinaryOp::Gt => b(u > v),
+        BinaryOp::Lt => b(u < v),
+        BinaryOp::Ge => b(u >= v),
+        BinaryOp::Le => b(u <= v),
+        BinaryOp::Eq => b(u == v),
+        BinaryOp::Ne => b(u != v),
+        BinaryOp::ReluBackward => {
+            if v > 0.0 {
+                u
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// Visits the element offsets of a strided view in row-major order of `shape`.
+fn for_each_offset(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(&[usize])) {
+    let n: usize = shape.iter().product();
+    let rank = shape.len();
+    let mut idx = vec![0usize; rank];
+    let mut offs = vec![0usize; strides.len()];
+    for _ in 0..n {
+        f(&offs);
+        for d in (0..rank).rev() {
+            idx[d] += 1;
+            for (o, s) in offs.iter_mut().zip(strides) {
+                *o += s[d];
+            }
+            if idx[d] < shape[d] {
+                break;
+            }
+            for (o, s) in offs.iter_mut().zip(strides) {
+                *o -= s[d] * shape[d];
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32], shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(shape.iter().product());
+    for_each_offset(shape, &[sa, sb], |o| out.push(binary_scalar(op, a[o[0]], b[o[1]])));
+    out
+}
+
+pub(crate) fn gather<T: Copy>(src: &[T], shape: &[usize], strides: &[usize], offset: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(shape.iter().product());
+    for_each_offset(shape, &[strides], |o| out.push(src[offset + o[0]]));
+    out
+}
+
+pub(crate) fn matmul(a: &[f32], b: &[f32], d: &MatmulDesc) -> Vec<f32> {
+    let mut c = vec![0f32; d.batch * d.m * d.n];
+    if d.m == 0 || d.n == 0 || d.k == 0 {
+        return c;
+    }
+    for z in 0..d.batch {
+        let pa = &a[z * d.a_bs..];
+        let pb = &b[z * d.b_bs..];
+        let pc = &mut c[z * d.m * d.n..(z + 1) * d.m * d.n];
+        // SAFETY: the strides describe views inside `a`, `b` (checked by the caller's shape
+        // logic: every index i*rs + k*cs stays below the slice length) and `c` is m*n contiguous.
+        unsafe {
+            matrixmultiply::sgemm(
+                d.m,
+                d.k,
+                d.n,
+                1.0,
+                pa.as_ptr(),
+                d.a_rs as isize,
+                d.a_cs as isize,
+                pb.as_ptr(),
+                d.b_rs as isize,
+                d.b_cs as isize,
+                0.0,
+                pc.as_mut_ptr(),
+                d.n as isize,
+                1,
+            );
+        }
+    }
+    c
+}
+
+pub(crate) fn sum_dim(x: &[f32], outer: usize, dim: usize, inner: usize) -> Vec<f32> {
+    let mut out = vec![0f32; outer * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * dim * inner + i;
+            let s: f64 = (0..dim).map(|d| x[base + d * inner] as f64).sum();
+            out[o * inner + i] = s as f32;
+        }
+    }
+    out
+}
+
+pub(crate) fn max_dim(x: &[f32], outer: usize, dim: usize, inner: usize) -> (Vec<f32>, Vec<u32>) {
+    let mut vals = vec![0f32; outer * inner];
+    let mut idx = vec![0u32; outer * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * dim * inner + i;
+            let (mut best, mut bi) = (x[base], 0usize);
+            for d in 1..dim {
+                let v = x[base + d * inner];
+                if v > best {
+                    best = v;
+                    bi = d;
+                }
+            }
+            vals[o * inner + i] = best;
+            idx[o * inner + i] = bi as u32;
+        }
+    }
+    (vals, idx)
+}
+
+pub(crate) fn softmax(x: &[f32], outer: usize, dim: usize, inner: usize, log: bool) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * dim * inner + i;
+            let at = |d: usize| base + d * inner;
+            let m = (0..dim).map(|d| x[at(d)]).fold(f32::NEG_INFINITY, f32::max);
+            let s: f32 = (0..dim).map(|d| (x[at(d)] - m).exp()).sum();
+            for d in 0..dim {
+                y[at(d)] = if log { x[at(d)] - (m + s.ln()) } else { (x[at(d)] - m).exp() / s };
+            }
+        }
+    }
+    y
+}
+
+pub(crate) fn index_mask(idx: &[u32], outer: usize, dim: usize, inner: usize) -> Vec<f32> {
+    let mut out = vec![0f32; outer * dim * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let d = idx[o * inner + i] as usize;
+            if d < dim {
+                out[(o * dim + d) * inner + i] = 1.0;
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,86 @@
+//! `kiln::Error`: every fallible call names the operation and the offending shapes, dims,
+//! dtypes or devices.
+
+use crate::dtype::DType;
+
+/// The error type of every fallible kiln call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// Two shapes that had to agree (or broadcast) did not.
+    #[error("{op}: shape mismatch: {lhs:?} vs {rhs:?}")]
+    ShapeMismatch {
+        /// The operation.
+        op: &'static str,
+        /// The first shape.
+        lhs: Vec<usize>,
+        /// The second shape.
+        rhs: Vec<usize>,
+    },
+    /// A dim index outside the tensor's rank.
+    #[error("{op}: dim {dim} is out of range for a tensor of shape {shape:?}")]
+    DimOutOfRange {
+        /// The operation.
+        op: &'static str,
+        /// The dim asked for (negative dims count from the end).
+        dim: i64,
+        /// The tensor's shape.
+        shape: Vec<usize>,
+    },
+    /// The data does not fill the shape.
+    #[error("{op}: {len} values cannot fill shape {shape:?} ({numel} elements)")]
+    DataLength {
+        /// The operation.
+        op: &'static str,
+        /// Values given.
+        len: usize,
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// Its element count.
+        numel: usize,
+    },
+    /// A tensor of the wrong dtype.
+    #[error("{op}: expected a {expected:?} tensor, got {got:?} (shape {shape:?})")]
+    DType {
+        /// The operation.
+        op: &'static str,
+        /// What the op needs.
+        expected: DType,
+        /// What it got.
+        got: DType,
+        /// The tensor's shape.
+        shape: Vec<usize>,
+    },
+    /// Tensors on two devices in one op (kiln never copies implicitly).
+    #[error("{op}: tensors are on different devices: {lhs} and {rhs}; move one with .to(&device)")]
+    DeviceMismatch {
+        /// The operation.
+        op: &'static str,
+        /// The first device.
+        lhs: String,
+        /// The second device.
+        rhs: String,
+    },
+    /// `backward()` was called where it cannot run.
+    #[error("backward: {0}")]
+    Backward(String),
+    /// Any other invalid argument.
+    #[error("{op}: {msg}")]
+    Invalid {
+        /// The operation.
+        op: &'static str,
+        /// What was wrong.
+        msg: String,
+    },
+    /// The GPU layer failed (no adapter, a buffer too large, a wgpu error).
+    #[error(transparent)]
+    Device(#[from] kiln_device::DeviceError),
+}
+
+/// `Result<T, kiln::Error>`.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
+        Error::Invalid { op, msg: msg.into() }
+    }
+}

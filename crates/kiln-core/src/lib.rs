@@ -1,0 +1,41 @@
+//! kiln-core: tensors on the CPU or a wgpu device, their ops, and reverse-mode autograd.
+//!
+//! - [`Tensor`] is a cheap handle to immutable storage; every op returns a new tensor and, when
+//!   gradients are needed, records one [`autograd`] node.
+//! - [`Device`] is the CPU (reference kernels in Rust) or a wgpu device (WGSL kernels from
+//!   kiln-device). Ops never move data between devices implicitly.
+//! - Every fallible call returns [`Result`], whose [`Error`] names the op and the shapes.
+//!
+//! ```
+//! use kiln_core::{Device, Tensor};
+//! let dev = Device::cpu();
+//! let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2], &dev)?.set_requires_grad(true);
+//! let y = x.matmul(&x)?.sum_all()?;
+//! y.backward()?;
+//! assert_eq!(y.item()?, 54.0);
+//! assert_eq!(x.grad().unwrap().to_vec()?, vec![7.0, 11.0, 9.0, 13.0]);
+//! # Ok::<(), kiln_core::Error>(())
+//! ```
+
+pub mod autograd;
+mod cpu;
+mod device;
+mod dtype;
+mod error;
+pub mod functional;
+mod ops;
+pub mod rng;
+pub mod shape;
+mod storage;
+mod tensor;
+
+pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
+pub use device::Device;
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use rng::manual_seed;
+pub use shape::Dim;
+pub use tensor::{GradSlot, Tensor};
+
+/// Lower-level access to the GPU layer (for applications that share a wgpu device).
+pub use kiln_device;

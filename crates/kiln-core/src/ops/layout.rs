@@ -1,0 +1,147 @@
+//! Layout ops: reshape (shares storage), transpose and broadcast_to (one strided-gather kernel),
+//! squeeze/unsqueeze/flatten, and the reduction of a broadcast gradient back to its input shape.
+
+use kiln_device::kernels;
+
+use super::gpu;
+use crate::autograd::Op;
+use crate::cpu;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::shape::{Dim, broadcast_shapes, broadcast_strides, checked_numel, contiguous_strides, merge_dims};
+use crate::storage::{CpuData, Storage};
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Gathers a strided view of this tensor's storage into new contiguous storage.
+    fn gather_view(&self, shape: &[usize], strides: &[usize]) -> Result<Storage> {
+        let (ms, st) = merge_dims(shape, &[strides.to_vec()]);
+        Ok(match self.storage() {
+            Storage::Gpu(b) => Storage::gpu(kernels::gather(gpu(self.dev()), b, &ms, &st[0], 0)?),
+            Storage::Cpu(CpuData::F32(v)) => Storage::f32_cpu(cpu::gather(v, &ms, &st[0], 0)),
+            Storage::Cpu(CpuData::U32(v)) => {
+                Storage::Cpu(CpuData::U32(std::sync::Arc::new(cpu::gather(v, &ms, &st[0], 0))))
+            }
+        })
+    }
+
+    /// The same elements in another shape (same count). Shares storage: no copy.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let n = checked_numel("reshape", shape)?;
+        if n != self.numel() {
+            return Err(Error::ShapeMismatch { op: "reshape", lhs: self.shape().to_vec(), rhs: shape.to_vec() });
+        }
+        let op = Op::Reshape { x: self.clone() };
+        Ok(Tensor::from_op(self.storage().clone(), shape.to_vec(), self.dtype(), self.device(), op))
+    }
+
+    /// Swaps two dims (a copy: kiln's tensors are always contiguous).
+    pub fn transpose(&self, d0: impl Dim, d1: impl Dim) -> Result<Tensor> {
+        let a = d0.resolve("transpose", self.shape())?;
+        let b = d1.resolve("transpose", self.shape())?;
+        if self.rank() < 2 || a == b {
+            return Ok(self.clone());
+        }
+        let mut shape = self.shape().to_vec();
+        let mut strides = contiguous_strides(self.shape());
+        shape.swap(a, b);
+        strides.swap(a, b);
+        let storage = self.gather_view(&shape, &strides)?;
+        Ok(Tensor::from_op(storage, shape, self.dtype(), self.device(), Op::Transpose { x: self.clone(), d0: a, d1: b }))
+    }
+
+    /// The transpose of a 2-D tensor (0-D and 1-D tensors are returned as they are).
+    pub fn t(&self) -> Result<Tensor> {
+        if self.rank() > 2 {
+            return Err(Error::invalid("t", format!("expects a tensor with <= 2 dims, got shape {:?}", self.shape())));
+        }
+        self.transpose(0usize, 1usize)
+    }
+
+    /// Expands size-1 (or missing leading) dims to `shape`, as NumPy broadcasting does.
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let b = broadcast_shapes("broadcast_to", self.shape(), shape)?;
+        if b != shape {
+            return Err(Error::ShapeMismatch { op: "broadcast_to", lhs: self.shape().to_vec(), rhs: shape.to_vec() });
+        }
+        let strides = broadcast_strides(self.shape(), shape);
+        let storage = self.gather_view(shape, &strides)?;
+        Ok(Tensor::from_op(storage, shape.to_vec(), self.dtype(), self.device(), Op::BroadcastTo { x: self.clone() }))
+    }
+
+    /// Inserts a size-1 dim at `dim` (0..=rank; negative counts from the end).
+    pub fn unsqueeze(&self, dim: impl Dim) -> Result<Tensor> {
+        let mut ext = self.shape().to_vec();
+        ext.push(1);
+        let d = dim.resolve("unsqueeze", &ext)?;
+        let mut shape = self.shape().to_vec();
+        shape.insert(d, 1);
+        self.reshape(&shape)
+    }
+
+    /// Removes the size-1 dim `dim` (an error if it is not of size 1).
+    pub fn squeeze(&self, dim: impl Dim) -> Result<Tensor> {
+        let d = dim.resolve("squeeze", self.shape())?;
+        if self.rank() == 0 {
+            return Ok(self.clone());
+        }
+        if self.shape()[d] != 1 {
+            return Err(Error::invalid("squeeze", format!("dim {d} of shape {:?} is not 1", self.shape())));
+        }
+        let mut shape = self.shape().to_vec();
+        shape.remove(d);
+        self.reshape(&shape)
+    }
+
+    /// All dims merged into one.
+    pub fn flatten(&self) -> Result<Tensor> {
+        self.reshape(&[self.numel()])
+    }
+
+    /// Sums a (broadcast) gradient down to `shape`: leading extra dims and dims that are 1 in
+    /// `shape` are summed away. The gradient rule of every broadcasting op.
+    pub(crate) fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let extra = self.rank() - shape.len();
+        let mut g = self.clone();
+        for _ in 0..extra {
+            g = g.sum(0usize, false)?;
+        }
+        for (d, &s) in shape.iter().enumerate() {
+            if s == 1 && g.shape()[d] != 1 {
+                g = g.sum(d, true)?;
+            }
+        }
+        g.reshape(shape)
+    }
+
+    /// A `U32` tensor of indices to a 0/1 mask of shape [outer, dim, inner] (flat).
+    pub(crate) fn index_mask(idx: &Tensor, outer: usize, dim: usize, inner: usize) -> Result<Tensor> {
+        idx.expect_dtype("index_mask", DType::U32)?;
+        let storage = match idx.storage() {
+            Storage::Gpu(b) => Storage::gpu(kernels::index_mask(gpu(idx.dev()), b, outer, dim, inner)?),
+            Storage::Cpu(CpuData::U32(v)) => Storage::f32_cpu(cpu::index_mask(v, outer, dim, inner)),
+            Storage::Cpu(CpuData::F32(_)) => unreachable!("checked dtype"),
+        };
+        Ok(Tensor::from_parts(storage, vec![outer * dim * inner], DType::F32, idx.device()))
+    }
+
+    /// One-hot encoding of `U32` labels of shape [N] into an F32 tensor [N, classes].
+    pub fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
+        labels.expect_dtype("one_hot", DType::U32)?;
+        if labels.rank() != 1 {
+            return Err(Error::invalid("one_hot", format!("labels must be 1-D, got shape {:?}", labels.shape())));
+        }
+        if let Storage::Cpu(CpuData::U32(v)) = labels.storage() {
+            if let Some(&bad) = v.iter().find(|&&l| l as usize >= classes) {
+                return Err(Error::invalid("one_hot", format!("label {bad} is out of range for {classes} classes")));
+            }
+        }
+        Tensor::index_mask(labels, labels.numel(), classes, 1)?.reshape(&[labels.numel(), classes])
+    }
+}

@@ -1,0 +1,76 @@
+//! Matrix products: 2-D, batched 3-D (with a broadcast batch), and the transposed-operand
+//! variants that backward uses so that it never materialises a transpose.
+
+use kiln_device::kernels::{self, MatmulDesc};
+
+use super::gpu;
+use crate::autograd::Op;
+use crate::cpu;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Matrix product with PyTorch's rules for 2-D and 3-D operands: [M,K]@[K,N], batched
+    /// [B,M,K]@[B,K,N] (a batch of 1 broadcasts), [B,M,K]@[K,N] and [M,K]@[B,K,N].
+    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        for t in [self, other] {
+            t.expect_dtype("matmul", DType::F32)?;
+            if !(2..=3).contains(&t.rank()) {
+                return Err(Error::invalid(
+                    "matmul",
+                    format!("supports 2-D and batched 3-D operands, got shapes {:?} and {:?}", self.shape(), other.shape()),
+                ));
+            }
+        }
+        self.same_device("matmul", other)?;
+        if self.rank() == 3 && other.rank() == 2 {
+            // [B,M,K]@[K,N] is one [B*M,K]@[K,N] product.
+            let (b, m, k) = (self.shape()[0], self.shape()[1], self.shape()[2]);
+            let out = self.reshape(&[b * m, k])?.matmul(other)?;
+            let n = out.shape()[1];
+            return out.reshape(&[b, m, n]);
+        }
+        let raw = Tensor::matmul_t(self, false, other, false)?;
+        let op = Op::Matmul { a: self.clone(), b: other.clone() };
+        Ok(Tensor::from_op(raw.storage().clone(), raw.shape().to_vec(), DType::F32, self.device(), op))
+    }
+
+    /// op(a) @ op(b) where op transposes the last two dims when asked, without copying.
+    /// Not recorded for autograd (backward rules call it with grad mode off).
+    pub(crate) fn matmul_t(a: &Tensor, ta: bool, b: &Tensor, tb: bool) -> Result<Tensor> {
+        let dims = |t: &Tensor, tr: bool| {
+            let s = t.shape();
+            let (r, c) = (s[s.len() - 2], s[s.len() - 1]);
+            let batch = if s.len() == 3 { s[0] } else { 1 };
+            // (rows, cols of op(X)), (row stride, col stride), batch, batch stride
+            let (rows, cols, rs, cs) = if tr { (c, r, 1, c) } else { (r, c, c, 1) };
+            (rows, cols, rs, cs, batch, r * c)
+        };
+        let (m, ka, a_rs, a_cs, ba, a_size) = dims(a, ta);
+        let (kb, n, b_rs, b_cs, bb, b_size) = dims(b, tb);
+        if ka != kb || (ba != bb && ba != 1 && bb != 1) {
+            return Err(Error::ShapeMismatch { op: "matmul", lhs: a.shape().to_vec(), rhs: b.shape().to_vec() });
+        }
+        let batch = ba.max(bb);
+        let desc = MatmulDesc {
+            m,
+            n,
+            k: ka,
+            batch,
+            a_rs,
+            a_cs,
+            a_bs: if ba == 1 { 0 } else { a_size },
+            b_rs,
+            b_cs,
+            b_bs: if bb == 1 { 0 } else { b_size },
+        };
+        let shape = if a.rank() == 2 && b.rank() == 2 { vec![m, n] } else { vec![batch, m, n] };
+        let storage = match (a.storage(), b.storage()) {
+            (Storage::Gpu(x), Storage::Gpu(y)) => Storage::gpu(kernels::matmul(gpu(a.dev()), x, y, &desc)?),
+            _ => Storage::f32_cpu(cpu::matmul(a.cpu_f32(), b.cpu_f32(), &desc)),
+        };
+        Ok(Tensor::from_parts(storage, shape, DType::F32, a.device()))
+    }
+}

@@ -1,0 +1,18 @@
+//! Tensor ops: shape rules, dispatch to the CPU reference kernels or to a kiln-device launcher,
+//! and recording of the autograd `Op`. One file per family: elementwise (unary, binary,
+//! scalar forms, masks), layout (reshape, transpose, broadcast), linalg (matmul), reduce (sum,
+//! mean, max, argmax, softmax).
+
+mod elementwise;
+mod layout;
+mod linalg;
+mod reduce;
+
+use kiln_device::GpuDevice;
+
+use crate::device::Device;
+
+/// The GPU device of a tensor whose storage is on the GPU.
+pub(crate) fn gpu(dev: &Device) -> &GpuDevice {
+    dev.as_gpu().expect("internal: GPU storage on a non-GPU device")
+}

@@ -1,0 +1,338 @@
+//! `Tensor`: a cheap handle (`Arc`) to immutable storage plus shape, dtype and device, and,
+//! when it was produced by an op that needs gradients, the autograd node that made it.
+
+use std::sync::{Arc, Mutex};
+
+use crate::autograd::{Op, is_grad_enabled};
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::rng;
+use crate::shape::checked_numel;
+use crate::storage::{CpuData, Storage};
+
+/// The gradient slot of a leaf: where `backward()` accumulates. Shared between every handle of
+/// the same leaf (and, later, with the Parameter that owns it).
+#[derive(Default)]
+pub struct GradSlot {
+    grad: Mutex<Option<Tensor>>,
+}
+
+impl GradSlot {
+    /// The accumulated gradient.
+    pub fn get(&self) -> Option<Tensor> {
+        self.grad.lock().unwrap().clone()
+    }
+
+    /// Replaces the gradient.
+    pub fn set(&self, g: Option<Tensor>) {
+        *self.grad.lock().unwrap() = g;
+    }
+
+    /// Adds `g` to the gradient (`+=`, as every autograd engine does).
+    pub(crate) fn accumulate(&self, g: Tensor) -> Result<()> {
+        let mut slot = self.grad.lock().unwrap();
+        let new = match slot.take() {
+            None => g,
+            Some(old) => old.add(&g)?,
+        };
+        *slot = Some(new);
+        Ok(())
+    }
+}
+
+pub(crate) struct TensorInner {
+    pub(crate) storage: Storage,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) dtype: DType,
+    pub(crate) device: Device,
+    pub(crate) requires_grad: bool,
+    /// The op that produced this tensor, kept only when it needs gradients.
+    pub(crate) grad_fn: Option<Box<Op>>,
+    /// For leaves that require grad: where the gradient lands.
+    pub(crate) grad_slot: Option<Arc<GradSlot>>,
+}
+
+impl Drop for TensorInner {
+    // Dropping a long chain of nodes recursively could overflow the stack (a 100k-op graph);
+    // unlink it iteratively instead.
+    fn drop(&mut self) {
+        let Some(op) = self.grad_fn.take() else { return };
+        let mut stack: Vec<Tensor> = op.into_inputs();
+        while let Some(t) = stack.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(t.inner) {
+                if let Some(op) = inner.grad_fn.take() {
+                    stack.extend(op.into_inputs());
+                }
+            }
+        }
+    }
+}
+
+/// An n-dimensional array on a [`Device`], with reverse-mode autograd.
+///
+/// Cloning is cheap and shares the storage: tensors are immutable, every op returns a new one.
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) inner: Arc<TensorInner>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tensor(shape={:?}, dtype={}, device={}{})",
+            self.shape(),
+            self.dtype(),
+            self.device(),
+            if self.requires_grad() { ", requires_grad" } else { "" }
+        )
+    }
+}
+
+impl Tensor {
+    pub(crate) fn from_parts(storage: Storage, shape: Vec<usize>, dtype: DType, device: Device) -> Tensor {
+        Tensor {
+            inner: Arc::new(TensorInner {
+                storage,
+                shape,
+                dtype,
+                device,
+                requires_grad: false,
+                grad_fn: None,
+                grad_slot: None,
+            }),
+        }
+    }
+
+    /// The result of an op: records `op` when grad mode is on and any input requires grad.
+    pub(crate) fn from_op(storage: Storage, shape: Vec<usize>, dtype: DType, device: Device, op: Op) -> Tensor {
+        let needs = dtype == DType::F32 && is_grad_enabled() && op.inputs().iter().any(|t| t.requires_grad());
+        Tensor {
+            inner: Arc::new(TensorInner {
+                storage,
+                shape,
+                dtype,
+                device,
+                requires_grad: needs,
+                grad_fn: if needs { Some(Box::new(op)) } else { None },
+                grad_slot: None,
+            }),
+        }
+    }
+
+    /// A leaf sharing `storage` whose gradient accumulates into `slot`.
+    pub fn leaf_with_slot(&self, slot: Arc<GradSlot>) -> Tensor {
+        Tensor {
+            inner: Arc::new(TensorInner {
+                storage: self.inner.storage.clone(),
+                shape: self.inner.shape.clone(),
+                dtype: self.inner.dtype,
+                device: self.inner.device.clone(),
+                requires_grad: true,
+                grad_fn: None,
+                grad_slot: Some(slot),
+            }),
+        }
+    }
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// A process-unique identity of this handle's node (equal for clones).
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    /// Builds a tensor from values in row-major order.
+    pub fn from_vec(data: Vec<f32>, shape: &[usize], dev: &Device) -> Result<Tensor> {
+        let numel = checked_numel("from_vec", shape)?;
+        if data.len() != numel {
+            return Err(Error::DataLength { op: "from_vec", len: data.len(), shape: shape.to_vec(), numel });
+        }
+        let storage = Storage::from_f32(data, dev, "from_vec")?;
+        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::F32, dev.clone()))
+    }
+
+    /// Builds a tensor from a slice of values in row-major order.
+    pub fn from_slice(data: &[f32], shape: &[usize], dev: &Device) -> Result<Tensor> {
+        Tensor::from_vec(data.to_vec(), shape, dev)
+    }
+
+    /// A 0-d (scalar) tensor.
+    pub fn scalar(v: f32, dev: &Device) -> Result<Tensor> {
+        Tensor::from_vec(vec![v], &[], dev)
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: &[usize], value: f32, dev: &Device) -> Result<Tensor> {
+        let n = checked_numel("full", shape)?;
+        Tensor::from_vec(vec![value; n], shape, dev)
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: &[usize], dev: &Device) -> Result<Tensor> {
+        Tensor::full(shape, 0.0, dev)
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: &[usize], dev: &Device) -> Result<Tensor> {
+        Tensor::full(shape, 1.0, dev)
+    }
+
+    /// Samples from the standard normal distribution (seeded by [`crate::manual_seed`]).
+    pub fn randn(shape: &[usize], dev: &Device) -> Result<Tensor> {
+        let n = checked_numel("randn", shape)?;
+        Tensor::from_vec(rng::normal_vec(n), shape, dev)
+    }
+
+    /// Samples uniformly from [0, 1) (seeded by [`crate::manual_seed`]).
+    pub fn rand(shape: &[usize], dev: &Device) -> Result<Tensor> {
+        let n = checked_numel("rand", shape)?;
+        Tensor::from_vec(rng::uniform_vec(n), shape, dev)
+    }
+
+    /// A 1-D tensor of integer class labels (`DType::U32`).
+    pub fn from_labels(data: &[u32], dev: &Device) -> Result<Tensor> {
+        let storage = Storage::from_u32(data.to_vec(), dev, "from_labels")?;
+        Ok(Tensor::from_parts(storage, vec![data.len()], DType::U32, dev.clone()))
+    }
+
+    /// A `U32` tensor of any shape.
+    pub fn from_vec_u32(data: Vec<u32>, shape: &[usize], dev: &Device) -> Result<Tensor> {
+        let numel = checked_numel("from_vec_u32", shape)?;
+        if data.len() != numel {
+            return Err(Error::DataLength { op: "from_vec_u32", len: data.len(), shape: shape.to_vec(), numel });
+        }
+        let storage = Storage::from_u32(data, dev, "from_vec_u32")?;
+        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::U32, dev.clone()))
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.inner.shape
+    }
+
+    /// The number of dims.
+    pub fn rank(&self) -> usize {
+        self.inner.shape.len()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        self.inner.shape.iter().product()
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.inner.dtype
+    }
+
+    /// The device the tensor lives on.
+    pub fn device(&self) -> Device {
+        self.inner.device.clone()
+    }
+
+    pub(crate) fn dev(&self) -> &Device {
+        &self.inner.device
+    }
+
+    /// Copies the values to the host in row-major order (U32 values are converted to f32).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        let words = self.inner.storage.to_words(&self.inner.device, self.numel())?;
+        Ok(match self.dtype() {
+            DType::F32 => words.into_iter().map(f32::from_bits).collect(),
+            DType::U32 => words.into_iter().map(|w| w as f32).collect(),
+        })
+    }
+
+    /// Copies the values of a `U32` tensor to the host.
+    pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
+        self.expect_dtype("to_vec_u32", DType::U32)?;
+        self.inner.storage.to_words(&self.inner.device, self.numel())
+    }
+
+    /// The value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(Error::invalid(
+                "item",
+                format!("only one-element tensors have an item; this one has shape {:?}", self.shape()),
+            ));
+        }
+        Ok(self.to_vec()?[0])
+    }
+
+    /// The same values on `dev` (the same tensor if already there). Differentiable: the gradient
+    /// flows back to the source device.
+    pub fn to(&self, dev: &Device) -> Result<Tensor> {
+        if self.dev() == dev {
+            return Ok(self.clone());
+        }
+        let storage = self.inner.storage.to_device(self.dev(), dev, self.numel(), self.dtype())?;
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), self.dtype(), dev.clone(), Op::ToDevice { x: self.clone() }))
+    }
+
+    /// Whether gradients flow to (a leaf) or through (a result) this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.inner.requires_grad
+    }
+
+    /// True for tensors not produced by a recorded op.
+    pub fn is_leaf(&self) -> bool {
+        self.inner.grad_fn.is_none()
+    }
+
+    /// A leaf sharing this tensor's storage, with `requires_grad` set as asked and a fresh
+    /// gradient slot. (On a recorded result, `false` detaches it; `true` leaves it as it is.)
+    pub fn set_requires_grad(&self, requires_grad: bool) -> Tensor {
+        if !self.is_leaf() && requires_grad {
+            return self.clone();
+        }
+        if requires_grad && self.dtype() == DType::F32 {
+            self.leaf_with_slot(Arc::new(GradSlot::default()))
+        } else {
+            self.detach()
+        }
+    }
+
+    /// The gradient accumulated into this leaf by `backward`, if any.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.inner.grad_slot.as_ref().and_then(|s| s.get())
+    }
+
+    /// Clears this leaf's gradient.
+    pub fn zero_grad(&self) {
+        if let Some(s) = &self.inner.grad_slot {
+            s.set(None);
+        }
+    }
+
+    /// The same values, cut from the graph (no grad, a leaf).
+    pub fn detach(&self) -> Tensor {
+        Tensor::from_parts(self.inner.storage.clone(), self.shape().to_vec(), self.dtype(), self.device())
+    }
+
+    pub(crate) fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
+        if self.dtype() != dtype {
+            return Err(Error::DType { op, expected: dtype, got: self.dtype(), shape: self.shape().to_vec() });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn same_device(&self, op: &'static str, other: &Tensor) -> Result<()> {
+        if self.dev() != other.dev() {
+            return Err(Error::DeviceMismatch { op, lhs: self.dev().name(), rhs: other.dev().name() });
+        }
+        Ok(())
+    }
+
+    /// Host f32 data (only for CPU F32 tensors; callers check).
+    pub(crate) fn cpu_f32(&self) -> &[f32] {
+        match &self.inner.storage {
+            Storage::Cpu(CpuData::F32(v)) => v,
+            _ => panic!("internal: cpu_f32 on a non-CPU-F32 tensor"),
+        }
+    }
+}
