@@ -1,0 +1,240 @@
+//! Matmul (2-D, batched, broadcast batch), reductions, softmax and layout ops: forward and
+//! backward against float64 references on both devices.
+
+use kiln::{Device, Tensor};
+use kiln_tests::{assert_close, data, device_test, f64s, tensor};
+
+fn weighted_sum(y: &Tensor, seed: u64) -> (Tensor, Vec<f64>) {
+    let w = Tensor::from_vec(data(y.numel(), seed), y.shape(), &y.device()).unwrap();
+    (y.mul(&w).unwrap().sum_all().unwrap(), f64s(&w.to_vec().unwrap()))
+}
+
+/// C = A @ B in f64 for row-major [m,k] and [k,n].
+fn mm(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            for j in 0..n {
+                c[i * n + j] += a[i * k + p] * b[p * n + j];
+            }
+        }
+    }
+    c
+}
+
+fn tr(a: &[f64], r: usize, c: usize) -> Vec<f64> {
+    let mut t = vec![0.0; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = a[i * c + j];
+        }
+    }
+    t
+}
+
+/// Checks a (possibly batched) matmul against f64, including both gradients.
+fn check_matmul(dev: &Device, sa: &[usize], sb: &[usize], rtol: f64) {
+    let a = tensor(sa, 21, dev, true);
+    let b = tensor(sb, 22, dev, true);
+    let y = a.matmul(&b).unwrap();
+    let (m, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+    let n = sb[sb.len() - 1];
+    let ba = if sa.len() == 3 { sa[0] } else { 1 };
+    let bb = if sb.len() == 3 { sb[0] } else { 1 };
+    let batch = ba.max(bb);
+    let (av, bv) = (f64s(&a.to_vec().unwrap()), f64s(&b.to_vec().unwrap()));
+    let (loss, w) = weighted_sum(&y, 23);
+    loss.backward().unwrap();
+    let mut want = Vec::new();
+    let mut ga = vec![0.0; av.len()];
+    let mut gb = vec![0.0; bv.len()];
+    for z in 0..batch {
+        let (za, zb) = (if ba == 1 { 0 } else { z }, if bb == 1 { 0 } else { z });
+        let a_z = &av[za * m * k..(za + 1) * m * k];
+        let b_z = &bv[zb * k * n..(zb + 1) * k * n];
+        want.extend(mm(a_z, b_z, m, k, n));
+        let g = &w[z * m * n..(z + 1) * m * n];
+        for (acc, v) in ga[za * m * k..].iter_mut().zip(mm(g, &tr(b_z, k, n), m, n, k)) {
+            *acc += v;
+        }
+        for (acc, v) in gb[zb * k * n..].iter_mut().zip(mm(&tr(a_z, m, k), g, k, m, n)) {
+            *acc += v;
+        }
+    }
+    assert_close(&y.to_vec().unwrap(), &want, rtol);
+    assert_close(&a.grad().unwrap().to_vec().unwrap(), &ga, rtol);
+    assert_close(&b.grad().unwrap().to_vec().unwrap(), &gb, rtol);
+}
+
+device_test!(matmul_2d_any_shape, |dev| {
+    for (m, k, n) in [(1, 1, 1), (3, 5, 2), (65, 129, 33), (1000, 7, 3), (7, 1000, 5), (4, 4, 4), (33, 64, 65)] {
+        check_matmul(dev, &[m, k], &[k, n], 1e-5);
+    }
+    // Large K accumulates more rounding: 1e-4.
+    check_matmul(dev, &[17, 2049], &[2049, 9], 1e-4);
+});
+
+device_test!(matmul_batched_and_broadcast, |dev| {
+    check_matmul(dev, &[4, 65, 33], &[4, 33, 17], 1e-5);
+    check_matmul(dev, &[1, 5, 3], &[4, 3, 2], 1e-5);
+    check_matmul(dev, &[4, 5, 3], &[1, 3, 2], 1e-5);
+    check_matmul(dev, &[5, 3], &[4, 3, 2], 1e-5);
+    // [B,M,K]@[K,N] is treated as one product; b's gradient sums over the batch.
+    let a = tensor(&[3, 5, 4], 31, dev, true);
+    let b = tensor(&[4, 2], 32, dev, true);
+    let y = a.matmul(&b)?;
+    assert_eq!(y.shape(), &[3, 5, 2]);
+    let want = mm(&f64s(&a.to_vec()?), &f64s(&b.to_vec()?), 15, 4, 2);
+    assert_close(&y.to_vec()?, &want, 1e-5);
+    y.sum_all()?.backward()?;
+    let ones = vec![1.0; 30];
+    let gb = mm(&tr(&f64s(&a.to_vec()?), 15, 4), &ones, 4, 15, 2);
+    assert_close(&b.grad().unwrap().to_vec()?, &gb, 1e-5);
+});
+
+fn split(shape: &[usize], d: usize) -> (usize, usize, usize) {
+    (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product())
+}
+
+device_test!(sum_mean_max_argmax_along_dims, |dev| {
+    for shape in [&[1usize][..], &[3], &[65, 129], &[1000, 7], &[4, 65, 3]] {
+        for d in 0..shape.len() {
+            let (o, l, i) = split(shape, d);
+            for keepdim in [false, true] {
+                let x = tensor(shape, 41, dev, true);
+                let xv = f64s(&x.to_vec()?);
+                let mut out_shape = shape.to_vec();
+                if keepdim { out_shape[d] = 1 } else { out_shape.remove(d); }
+                // sum
+                let s = x.sum(d, keepdim)?;
+                assert_eq!(s.shape(), &out_shape[..]);
+                let want: Vec<f64> = (0..o * i).map(|r| (0..l).map(|k| xv[(r / i) * l * i + k * i + r % i]).sum()).collect();
+                assert_close(&s.to_vec()?, &want, 1e-5);
+                let (loss, w) = weighted_sum(&s, 42);
+                loss.backward()?;
+                let g: Vec<f64> = (0..xv.len()).map(|e| w[(e / (l * i)) * i + e % i]).collect();
+                assert_close(&x.grad().unwrap().to_vec()?, &g, 1e-5);
+                // mean
+                let x = tensor(shape, 41, dev, true);
+                let mv = x.mean(d, keepdim)?;
+                let wm: Vec<f64> = want.iter().map(|v| v / l as f64).collect();
+                assert_close(&mv.to_vec()?, &wm, 1e-5);
+                // max and its gradient (to the first maximum)
+                let mx = x.max(d, keepdim)?;
+                let mut wmax = vec![0.0; o * i];
+                let mut arg = vec![0usize; o * i];
+                for r in 0..o * i {
+                    let (best, bi) = (0..l)
+                        .map(|k| (xv[(r / i) * l * i + k * i + r % i], k))
+                        .fold((f64::NEG_INFINITY, 0), |acc, (v, k)| if v > acc.0 { (v, k) } else { acc });
+                    wmax[r] = best;
+                    arg[r] = bi;
+                }
+                assert_close(&mx.to_vec()?, &wmax, 0.0);
+                let (loss, w) = weighted_sum(&mx, 43);
+                loss.backward()?;
+                let mut g = vec![0.0; xv.len()];
+                for r in 0..o * i {
+                    g[(r / i) * l * i + arg[r] * i + r % i] = w[r];
+                }
+                assert_close(&x.grad().unwrap().to_vec()?, &g, 1e-6);
+                let am = x.argmax(d)?;
+                assert_eq!(am.dtype(), kiln::DType::U32);
+                assert_eq!(am.to_vec_u32()?, arg.iter().map(|&a| a as u32).collect::<Vec<_>>());
+            }
+        }
+    }
+});
+
+device_test!(reductions_over_a_million_elements, |dev| {
+    let n = 1_000_000;
+    let xs = data(n, 51);
+    let x = Tensor::from_vec(xs.clone(), &[n], dev)?;
+    let want: f64 = xs.iter().map(|&v| v as f64).sum();
+    let got = x.sum_all()?.item()? as f64;
+    assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0) * 10.0, "{got} vs {want}");
+    let m = x.mean_all()?.item()? as f64;
+    assert!((m - want / n as f64).abs() < 1e-6, "{m}");
+    let (mi, mv) = xs.iter().enumerate().fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+    assert_eq!(x.max(0usize, false)?.item()?, mv);
+    assert_eq!(x.argmax(0usize)?.to_vec_u32()?, vec![mi as u32]);
+    // Ties go to the first index.
+    let t = Tensor::from_vec(vec![1.0, 3.0, 3.0, 0.0], &[4], dev)?;
+    assert_eq!(t.argmax(0usize)?.to_vec_u32()?, vec![1]);
+    // A 0-d tensor sums to itself.
+    assert_eq!(Tensor::scalar(2.5, dev)?.sum_all()?.item()?, 2.5);
+});
+
+device_test!(softmax_and_log_softmax, |dev| {
+    for (shape, d) in [(&[1usize, 1][..], 1usize), (&[65, 129], 1), (&[65, 129], 0), (&[4, 7, 3], 1), (&[3], 0)] {
+        let (o, l, i) = split(shape, d);
+        for log in [false, true] {
+            let x = Tensor::from_vec(data(shape.iter().product(), 61).iter().map(|v| v * 30.0).collect(), shape, dev)?
+                .set_requires_grad(true);
+            let y = if log { x.log_softmax(d)? } else { x.softmax(d)? };
+            let xv = f64s(&x.to_vec()?);
+            let (loss, w) = weighted_sum(&y, 62);
+            loss.backward()?;
+            let mut want = vec![0.0; xv.len()];
+            let mut g = vec![0.0; xv.len()];
+            for r in 0..o * i {
+                let at = |k: usize| (r / i) * l * i + k * i + r % i;
+                let m = (0..l).map(|k| xv[at(k)]).fold(f64::NEG_INFINITY, f64::max);
+                let s: f64 = (0..l).map(|k| (xv[at(k)] - m).exp()).sum();
+                let p: Vec<f64> = (0..l).map(|k| (xv[at(k)] - m).exp() / s).collect();
+                let wsum: f64 = (0..l).map(|k| w[at(k)]).sum();
+                let wp: f64 = (0..l).map(|k| w[at(k)] * p[k]).sum();
+                for k in 0..l {
+                    if log {
+                        want[at(k)] = xv[at(k)] - m - s.ln();
+                        g[at(k)] = w[at(k)] - p[k] * wsum;
+                    } else {
+                        want[at(k)] = p[k];
+                        g[at(k)] = p[k] * (w[at(k)] - wp);
+                    }
+                }
+            }
+            assert_close(&y.to_vec()?, &want, 1e-5);
+            assert_close(&x.grad().unwrap().to_vec()?, &g, 1e-5);
+        }
+    }
+});
+
+device_test!(layout_ops_and_their_gradients, |dev| {
+    let x = tensor(&[4, 65, 3], 71, dev, true);
+    let xv = f64s(&x.to_vec()?);
+    let t = x.transpose(0usize, 2usize)?;
+    assert_eq!(t.shape(), &[3, 65, 4]);
+    let tv = t.to_vec()?;
+    for a in 0..4 {
+        for b in 0..65 {
+            for c in 0..3 {
+                assert_eq!(tv[(c * 65 + b) * 4 + a] as f64, xv[(a * 65 + b) * 3 + c]);
+            }
+        }
+    }
+    let (loss, w) = weighted_sum(&t, 72);
+    loss.backward()?;
+    let mut g = vec![0.0; xv.len()];
+    for a in 0..4 {
+        for b in 0..65 {
+            for c in 0..3 {
+                g[(a * 65 + b) * 3 + c] = w[(c * 65 + b) * 4 + a];
+            }
+        }
+    }
+    assert_close(&x.grad().unwrap().to_vec()?, &g, 0.0);
+    // Negative dims, t(), reshape, unsqueeze/squeeze, broadcast_to.
+    let m = tensor(&[65, 129], 73, dev, true);
+    assert_eq!(m.transpose(-1, -2)?.to_vec()?, m.t()?.to_vec()?);
+    let r = m.reshape(&[129, 65])?.unsqueeze(0usize)?;
+    assert_eq!(r.shape(), &[1, 129, 65]);
+    assert_eq!(r.squeeze(0usize)?.to_vec()?, m.to_vec()?);
+    let b = tensor(&[3, 1], 74, dev, true);
+    let bb = b.broadcast_to(&[2, 3, 5])?;
+    let bv = b.to_vec()?;
+    assert_eq!(bb.to_vec()?, (0..30).map(|e| bv[(e / 5) % 3]).collect::<Vec<_>>());
+    bb.sum_all()?.backward()?;
+    assert_eq!(b.grad().unwrap().to_vec()?, vec![10.0; 3]);
+    assert!(b.broadcast_to(&[3, 2, 4]).is_err());
+});
