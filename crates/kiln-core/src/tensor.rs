@@ -57,7 +57,9 @@ impl Drop for TensorInner {
     // Dropping a long chain of nodes recursively could overflow the stack (a 100k-op graph);
     // unlink it iteratively instead.
     fn drop(&mut self) {
-        let Some(op) = self.grad_fn.take() else { return };
+        let Some(op) = self.grad_fn.take() else {
+            return;
+        };
         let mut stack: Vec<Tensor> = op.into_inputs();
         while let Some(t) = stack.pop() {
             if let Ok(mut inner) = Arc::try_unwrap(t.inner) {
@@ -85,13 +87,22 @@ impl std::fmt::Debug for Tensor {
             self.shape(),
             self.dtype(),
             self.device(),
-            if self.requires_grad() { ", requires_grad" } else { "" }
+            if self.requires_grad() {
+                ", requires_grad"
+            } else {
+                ""
+            }
         )
     }
 }
 
 impl Tensor {
-    pub(crate) fn from_parts(storage: Storage, shape: Vec<usize>, dtype: DType, device: Device) -> Tensor {
+    pub(crate) fn from_parts(
+        storage: Storage,
+        shape: Vec<usize>,
+        dtype: DType,
+        device: Device,
+    ) -> Tensor {
         Tensor {
             inner: Arc::new(TensorInner {
                 storage,
@@ -106,8 +117,16 @@ impl Tensor {
     }
 
     /// The result of an op: records `op` when grad mode is on and any input requires grad.
-    pub(crate) fn from_op(storage: Storage, shape: Vec<usize>, dtype: DType, device: Device, op: Op) -> Tensor {
-        let needs = dtype == DType::F32 && is_grad_enabled() && op.inputs().iter().any(|t| t.requires_grad());
+    pub(crate) fn from_op(
+        storage: Storage,
+        shape: Vec<usize>,
+        dtype: DType,
+        device: Device,
+        op: Op,
+    ) -> Tensor {
+        let needs = dtype == DType::F32
+            && is_grad_enabled()
+            && op.inputs().iter().any(|t| t.requires_grad());
         Tensor {
             inner: Arc::new(TensorInner {
                 storage,
@@ -149,10 +168,20 @@ impl Tensor {
     pub fn from_vec(data: Vec<f32>, shape: &[usize], dev: &Device) -> Result<Tensor> {
         let numel = checked_numel("from_vec", shape)?;
         if data.len() != numel {
-            return Err(Error::DataLength { op: "from_vec", len: data.len(), shape: shape.to_vec(), numel });
+            return Err(Error::DataLength {
+                op: "from_vec",
+                len: data.len(),
+                shape: shape.to_vec(),
+                numel,
+            });
         }
         let storage = Storage::from_f32(data, dev, "from_vec")?;
-        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::F32, dev.clone()))
+        Ok(Tensor::from_parts(
+            storage,
+            shape.to_vec(),
+            DType::F32,
+            dev.clone(),
+        ))
     }
 
     /// Builds a tensor from a slice of values in row-major order.
@@ -196,17 +225,32 @@ impl Tensor {
     /// A 1-D tensor of integer class labels (`DType::U32`).
     pub fn from_labels(data: &[u32], dev: &Device) -> Result<Tensor> {
         let storage = Storage::from_u32(data.to_vec(), dev, "from_labels")?;
-        Ok(Tensor::from_parts(storage, vec![data.len()], DType::U32, dev.clone()))
+        Ok(Tensor::from_parts(
+            storage,
+            vec![data.len()],
+            DType::U32,
+            dev.clone(),
+        ))
     }
 
     /// A `U32` tensor of any shape.
     pub fn from_vec_u32(data: Vec<u32>, shape: &[usize], dev: &Device) -> Result<Tensor> {
         let numel = checked_numel("from_vec_u32", shape)?;
         if data.len() != numel {
-            return Err(Error::DataLength { op: "from_vec_u32", len: data.len(), shape: shape.to_vec(), numel });
+            return Err(Error::DataLength {
+                op: "from_vec_u32",
+                len: data.len(),
+                shape: shape.to_vec(),
+                numel,
+            });
         }
         let storage = Storage::from_u32(data, dev, "from_vec_u32")?;
-        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::U32, dev.clone()))
+        Ok(Tensor::from_parts(
+            storage,
+            shape.to_vec(),
+            DType::U32,
+            dev.clone(),
+        ))
     }
 
     /// The shape.
@@ -240,7 +284,10 @@ impl Tensor {
 
     /// Copies the values to the host in row-major order (U32 values are converted to f32).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        let words = self.inner.storage.to_words(&self.inner.device, self.numel())?;
+        let words = self
+            .inner
+            .storage
+            .to_words(&self.inner.device, self.numel())?;
         Ok(match self.dtype() {
             DType::F32 => words.into_iter().map(f32::from_bits).collect(),
             DType::U32 => words.into_iter().map(|w| w as f32).collect(),
@@ -250,7 +297,9 @@ impl Tensor {
     /// Copies the values of a `U32` tensor to the host.
     pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
         self.expect_dtype("to_vec_u32", DType::U32)?;
-        self.inner.storage.to_words(&self.inner.device, self.numel())
+        self.inner
+            .storage
+            .to_words(&self.inner.device, self.numel())
     }
 
     /// The value of a one-element tensor.
@@ -258,7 +307,10 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(Error::invalid(
                 "item",
-                format!("only one-element tensors have an item; this one has shape {:?}", self.shape()),
+                format!(
+                    "only one-element tensors have an item; this one has shape {:?}",
+                    self.shape()
+                ),
             ));
         }
         Ok(self.to_vec()?[0])
@@ -270,8 +322,17 @@ impl Tensor {
         if self.dev() == dev {
             return Ok(self.clone());
         }
-        let storage = self.inner.storage.to_device(self.dev(), dev, self.numel(), self.dtype())?;
-        Ok(Tensor::from_op(storage, self.shape().to_vec(), self.dtype(), dev.clone(), Op::ToDevice { x: self.clone() }))
+        let storage = self
+            .inner
+            .storage
+            .to_device(self.dev(), dev, self.numel(), self.dtype())?;
+        Ok(Tensor::from_op(
+            storage,
+            self.shape().to_vec(),
+            self.dtype(),
+            dev.clone(),
+            Op::ToDevice { x: self.clone() },
+        ))
     }
 
     /// Whether gradients flow to (a leaf) or through (a result) this tensor.
@@ -311,19 +372,33 @@ impl Tensor {
 
     /// The same values, cut from the graph (no grad, a leaf).
     pub fn detach(&self) -> Tensor {
-        Tensor::from_parts(self.inner.storage.clone(), self.shape().to_vec(), self.dtype(), self.device())
+        Tensor::from_parts(
+            self.inner.storage.clone(),
+            self.shape().to_vec(),
+            self.dtype(),
+            self.device(),
+        )
     }
 
     pub(crate) fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
         if self.dtype() != dtype {
-            return Err(Error::DType { op, expected: dtype, got: self.dtype(), shape: self.shape().to_vec() });
+            return Err(Error::DType {
+                op,
+                expected: dtype,
+                got: self.dtype(),
+                shape: self.shape().to_vec(),
+            });
         }
         Ok(())
     }
 
     pub(crate) fn same_device(&self, op: &'static str, other: &Tensor) -> Result<()> {
         if self.dev() != other.dev() {
-            return Err(Error::DeviceMismatch { op, lhs: self.dev().name(), rhs: other.dev().name() });
+            return Err(Error::DeviceMismatch {
+                op,
+                lhs: self.dev().name(),
+                rhs: other.dev().name(),
+            });
         }
         Ok(())
     }

@@ -43,7 +43,9 @@ impl AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
         }
     }
 }
@@ -96,36 +98,30 @@ impl std::fmt::Debug for GpuDevice {
 /// Size of the per-batch uniform arena. With 256-byte slots this is 512 dispatches per batch.
 pub(crate) const ARENA_BYTES: u64 = 128 * 1024;
 
-/// The wgpu instances kiln searches, in order: with `WGPU_BACKEND` set, exactly the backends it
-/// names; otherwise the primary backends (Vulkan, Metal, DX12) first and GL only when they find
-/// nothing (GL through EGL is slower and prints noise on headless machines).
-fn instances() -> &'static [wgpu::Instance] {
-    static INSTANCES: OnceLock<Vec<wgpu::Instance>> = OnceLock::new();
-    INSTANCES.get_or_init(|| {
-        let make = |backends| {
-            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
-            if let Some(b) = backends {
-                desc.backends = b;
-            }
-            wgpu::Instance::new(desc)
-        };
-        if std::env::var_os("WGPU_BACKEND").is_some() {
-            vec![make(None)]
-        } else {
-            vec![make(Some(wgpu::Backends::PRIMARY)), make(Some(wgpu::Backends::GL))]
-        }
-    })
+fn make_instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    if let Some(b) = backends {
+        desc.backends = b;
+    }
+    wgpu::Instance::new(desc)
 }
 
-/// Adapters of the first instance that has any.
+/// Adapters kiln can choose from: with `WGPU_BACKEND` set, exactly the backends it names;
+/// otherwise the primary backends (Vulkan, Metal, DX12), and GL only when they find nothing
+/// (GL through EGL is slower and prints noise on headless machines).
 fn adapters() -> Vec<wgpu::Adapter> {
-    for inst in instances() {
-        let found = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
-        if !found.is_empty() {
-            return found;
-        }
+    static PRIMARY: OnceLock<wgpu::Instance> = OnceLock::new();
+    static GL: OnceLock<wgpu::Instance> = OnceLock::new();
+    let enumerate =
+        |i: &wgpu::Instance| pollster::block_on(i.enumerate_adapters(wgpu::Backends::all()));
+    if std::env::var_os("WGPU_BACKEND").is_some() {
+        return enumerate(PRIMARY.get_or_init(|| make_instance(None)));
     }
-    Vec::new()
+    let found = enumerate(PRIMARY.get_or_init(|| make_instance(Some(wgpu::Backends::PRIMARY))));
+    if !found.is_empty() {
+        return found;
+    }
+    enumerate(GL.get_or_init(|| make_instance(Some(wgpu::Backends::GL))))
 }
 
 fn registry() -> &'static Mutex<Vec<(String, GpuDevice)>> {
@@ -134,7 +130,10 @@ fn registry() -> &'static Mutex<Vec<(String, GpuDevice)>> {
 }
 
 fn adapter_key(info: &wgpu::AdapterInfo) -> String {
-    format!("{:?}|{}|{}|{}", info.backend, info.name, info.vendor, info.device)
+    format!(
+        "{:?}|{}|{}|{}",
+        info.backend, info.name, info.vendor, info.device
+    )
 }
 
 fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
@@ -154,7 +153,10 @@ fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
 
 /// Every adapter kiln can choose from (honouring `WGPU_BACKEND`).
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    adapters().iter().map(|a| AdapterSummary::of(&a.get_info())).collect()
+    adapters()
+        .iter()
+        .map(|a| AdapterSummary::of(&a.get_info()))
+        .collect()
 }
 
 impl GpuDevice {
@@ -172,7 +174,9 @@ impl GpuDevice {
         let Some(adapter) = adapters.into_iter().next() else {
             let what = match choice {
                 AdapterChoice::Best => crate::INSTALL_HINT.to_string(),
-                AdapterChoice::Software => format!("no software adapter found; {}", crate::INSTALL_HINT),
+                AdapterChoice::Software => {
+                    format!("no software adapter found; {}", crate::INSTALL_HINT)
+                }
             };
             return Err(DeviceError::NoAdapter(what));
         };
@@ -191,7 +195,10 @@ impl GpuDevice {
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            DeviceError::RequestDevice { adapter: info.name.clone(), reason: e.to_string() }
+            DeviceError::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            }
         })?;
         let dev = GpuDevice::build(device, queue, AdapterSummary::of(&info));
         reg.push((key, dev.clone()));
@@ -374,10 +381,17 @@ impl GpuDevice {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(DeviceError::Wgpu(format!("{}::{entry}: {e}", family.file())));
+            return Err(DeviceError::Wgpu(format!(
+                "{}::{entry}: {e}",
+                family.file()
+            )));
         }
         let entry_arc = Arc::new(PipelineEntry { pipeline, layout });
-        self.inner.pipelines.lock().unwrap().insert(key, entry_arc.clone());
+        self.inner
+            .pipelines
+            .lock()
+            .unwrap()
+            .insert(key, entry_arc.clone());
         Ok(entry_arc)
     }
 }

@@ -59,10 +59,19 @@ impl PoolInner {
 
     /// Takes a free buffer of exactly `bucket` bytes, if one is cached.
     pub(crate) fn take(self: &Arc<Self>, bucket: u64) -> Option<GpuBuffer> {
-        let buf = self.free.lock().unwrap().get_mut(&bucket).and_then(|v| v.pop())?;
+        let buf = self
+            .free
+            .lock()
+            .unwrap()
+            .get_mut(&bucket)
+            .and_then(|v| v.pop())?;
         self.cached.fetch_sub(bucket, Ordering::Relaxed);
         self.live.fetch_add(bucket, Ordering::Relaxed);
-        Some(GpuBuffer { buf: Some(buf), bucket, pool: Arc::downgrade(self) })
+        Some(GpuBuffer {
+            buf: Some(buf),
+            bucket,
+            pool: Arc::downgrade(self),
+        })
     }
 
     /// Wraps a freshly created buffer of `bucket` bytes.
@@ -70,7 +79,11 @@ impl PoolInner {
         self.created.fetch_add(1, Ordering::Relaxed);
         self.live.fetch_add(bucket, Ordering::Relaxed);
         self.note_total();
-        GpuBuffer { buf: Some(buf), bucket, pool: Arc::downgrade(self) }
+        GpuBuffer {
+            buf: Some(buf),
+            bucket,
+            pool: Arc::downgrade(self),
+        }
     }
 
     fn give_back(&self, buf: wgpu::Buffer, bucket: u64) {
@@ -79,7 +92,12 @@ impl PoolInner {
             return; // dropped: wgpu frees it once no submitted work uses it
         }
         self.cached.fetch_add(bucket, Ordering::Relaxed);
-        self.free.lock().unwrap().entry(bucket).or_default().push(buf);
+        self.free
+            .lock()
+            .unwrap()
+            .entry(bucket)
+            .or_default()
+            .push(buf);
     }
 
     /// Drops every cached buffer.

@@ -1,0 +1,64 @@
+//! The workload binary: `workloads <matmul|small_ops|all> [--device gpu|cpu|software] [--sizes 256,512,1024]`.
+//! Prints one `workload=... impl=kiln-... key=value` line per measurement.
+
+use kiln::Device;
+
+fn main() {
+    let mut which = "all".to_string();
+    let mut device = "gpu".to_string();
+    let mut sizes = vec![256usize, 512, 1024];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--device" => device = args.next().unwrap_or_default(),
+            "--sizes" => {
+                sizes = args
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|s| s.trim().parse().ok())
+                    .collect()
+            }
+            w => which = w.to_string(),
+        }
+    }
+    let dev = match device.as_str() {
+        "cpu" => Ok(Device::cpu()),
+        "software" => Device::software(),
+        "gpu" => Device::gpu(),
+        other => {
+            eprintln!("unknown device {other:?}: use gpu, cpu or software");
+            std::process::exit(2);
+        }
+    };
+    let dev = dev.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    });
+    eprintln!("device: {}", dev.name());
+    let run = |name: &str| -> kiln::Result<Vec<String>> {
+        match name {
+            "matmul" => kiln_benches::matmul(&dev, &sizes),
+            "small_ops" => kiln_benches::small_ops(&dev),
+            _ => unreachable!(),
+        }
+    };
+    let names: Vec<&str> = match which.as_str() {
+        "all" => vec!["matmul", "small_ops"],
+        "matmul" => vec!["matmul"],
+        "small_ops" => vec!["small_ops"],
+        other => {
+            eprintln!("unknown workload {other:?}: use matmul, small_ops or all");
+            std::process::exit(2);
+        }
+    };
+    for n in names {
+        match run(n) {
+            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Err(e) => {
+                eprintln!("error in {n}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
