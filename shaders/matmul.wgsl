@@ -71,7 +71,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 fn store_row(c_base: u32, row: u32, col0: u32, v: vec4<f32>) {
-    if (row >= p.m) {
+    if (row >= p.m || col0 >= p.n) {
         return;
     }
     let o = c_base + row * p.n + col0;
@@ -79,4 +79,101 @@ fn store_row(c_base: u32, row: u32, col0: u32, v: vec4<f32>) {
     if (col0 + 1u < p.n) { c[o + 1u] = v.y; }
     if (col0 + 2u < p.n) { c[o + 2u] = v.z; }
     if (col0 + 3u < p.n) { c[o + 3u] = v.w; }
+}
+
+// 8x8 variant: each invocation computes an 8x8 block of C (two vec4 accumulators per row), so
+// each k step does 64 FMAs for 16 loads. Used when M and N are large enough to fill the grid.
+@compute @workgroup_size(8, 8)
+fn matmul8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row0 = gid.y * 8u;
+    let col0 = gid.x * 8u;
+    if (row0 >= p.m || col0 >= p.n) {
+        return;
+    }
+    let z = gid.z;
+    let a_base = z * p.a_bs;
+    let b_base = z * p.b_bs;
+    let lm = p.m - 1u;
+    let ln = p.n - 1u;
+    let ar0 = a_base + min(row0 + 0u, lm) * p.a_rs;
+    let ar1 = a_base + min(row0 + 1u, lm) * p.a_rs;
+    let ar2 = a_base + min(row0 + 2u, lm) * p.a_rs;
+    let ar3 = a_base + min(row0 + 3u, lm) * p.a_rs;
+    let ar4 = a_base + min(row0 + 4u, lm) * p.a_rs;
+    let ar5 = a_base + min(row0 + 5u, lm) * p.a_rs;
+    let ar6 = a_base + min(row0 + 6u, lm) * p.a_rs;
+    let ar7 = a_base + min(row0 + 7u, lm) * p.a_rs;
+    let bc0 = b_base + min(col0 + 0u, ln) * p.b_cs;
+    let bc1 = b_base + min(col0 + 1u, ln) * p.b_cs;
+    let bc2 = b_base + min(col0 + 2u, ln) * p.b_cs;
+    let bc3 = b_base + min(col0 + 3u, ln) * p.b_cs;
+    let bc4 = b_base + min(col0 + 4u, ln) * p.b_cs;
+    let bc5 = b_base + min(col0 + 5u, ln) * p.b_cs;
+    let bc6 = b_base + min(col0 + 6u, ln) * p.b_cs;
+    let bc7 = b_base + min(col0 + 7u, ln) * p.b_cs;
+    var lo0 = vec4<f32>(0.0);
+    var hi0 = vec4<f32>(0.0);
+    var lo1 = vec4<f32>(0.0);
+    var hi1 = vec4<f32>(0.0);
+    var lo2 = vec4<f32>(0.0);
+    var hi2 = vec4<f32>(0.0);
+    var lo3 = vec4<f32>(0.0);
+    var hi3 = vec4<f32>(0.0);
+    var lo4 = vec4<f32>(0.0);
+    var hi4 = vec4<f32>(0.0);
+    var lo5 = vec4<f32>(0.0);
+    var hi5 = vec4<f32>(0.0);
+    var lo6 = vec4<f32>(0.0);
+    var hi6 = vec4<f32>(0.0);
+    var lo7 = vec4<f32>(0.0);
+    var hi7 = vec4<f32>(0.0);
+    var ka = 0u;
+    var kb = 0u;
+    for (var kk = 0u; kk < p.k; kk = kk + 1u) {
+        let bl = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
+        let bh = vec4<f32>(b[bc4 + kb], b[bc5 + kb], b[bc6 + kb], b[bc7 + kb]);
+        let a0 = vec4<f32>(a[ar0 + ka]);
+        lo0 = fma(a0, bl, lo0);
+        hi0 = fma(a0, bh, hi0);
+        let a1 = vec4<f32>(a[ar1 + ka]);
+        lo1 = fma(a1, bl, lo1);
+        hi1 = fma(a1, bh, hi1);
+        let a2 = vec4<f32>(a[ar2 + ka]);
+        lo2 = fma(a2, bl, lo2);
+        hi2 = fma(a2, bh, hi2);
+        let a3 = vec4<f32>(a[ar3 + ka]);
+        lo3 = fma(a3, bl, lo3);
+        hi3 = fma(a3, bh, hi3);
+        let a4 = vec4<f32>(a[ar4 + ka]);
+        lo4 = fma(a4, bl, lo4);
+        hi4 = fma(a4, bh, hi4);
+        let a5 = vec4<f32>(a[ar5 + ka]);
+        lo5 = fma(a5, bl, lo5);
+        hi5 = fma(a5, bh, hi5);
+        let a6 = vec4<f32>(a[ar6 + ka]);
+        lo6 = fma(a6, bl, lo6);
+        hi6 = fma(a6, bh, hi6);
+        let a7 = vec4<f32>(a[ar7 + ka]);
+        lo7 = fma(a7, bl, lo7);
+        hi7 = fma(a7, bh, hi7);
+        ka = ka + p.a_cs;
+        kb = kb + p.b_rs;
+    }
+    let c_base = z * p.c_bs;
+    store_row(c_base, row0 + 0u, col0, lo0);
+    store_row(c_base, row0 + 0u, col0 + 4u, hi0);
+    store_row(c_base, row0 + 1u, col0, lo1);
+    store_row(c_base, row0 + 1u, col0 + 4u, hi1);
+    store_row(c_base, row0 + 2u, col0, lo2);
+    store_row(c_base, row0 + 2u, col0 + 4u, hi2);
+    store_row(c_base, row0 + 3u, col0, lo3);
+    store_row(c_base, row0 + 3u, col0 + 4u, hi3);
+    store_row(c_base, row0 + 4u, col0, lo4);
+    store_row(c_base, row0 + 4u, col0 + 4u, hi4);
+    store_row(c_base, row0 + 5u, col0, lo5);
+    store_row(c_base, row0 + 5u, col0 + 4u, hi5);
+    store_row(c_base, row0 + 6u, col0, lo6);
+    store_row(c_base, row0 + 6u, col0 + 4u, hi6);
+    store_row(c_base, row0 + 7u, col0, lo7);
+    store_row(c_base, row0 + 7u, col0 + 4u, hi7);
 }

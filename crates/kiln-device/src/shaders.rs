@@ -9,6 +9,8 @@ pub enum Family {
     Binary,
     /// `matmul.wgsl`: batched matmul with strided (transposable) operands.
     Matmul,
+    /// `matmul_vec4.wgsl`: matmul for operands with a contiguous, 4-aligned contracted dim.
+    MatmulVec4,
     /// `reduce.wgsl`: sum and max (with index) along a dim.
     Reduce,
     /// `softmax.wgsl`: softmax and log_softmax along a dim.
@@ -21,10 +23,11 @@ pub enum Family {
 
 impl Family {
     /// Every family, for validation tests.
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 8] = [
         Family::Unary,
         Family::Binary,
         Family::Matmul,
+        Family::MatmulVec4,
         Family::Reduce,
         Family::Softmax,
         Family::Copy,
@@ -37,6 +40,7 @@ impl Family {
             Family::Unary => include_str!("../../../shaders/unary.wgsl"),
             Family::Binary => include_str!("../../../shaders/binary.wgsl"),
             Family::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Family::MatmulVec4 => include_str!("../../../shaders/matmul_vec4.wgsl"),
             Family::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Family::Softmax => include_str!("../../../shaders/softmax.wgsl"),
             Family::Copy => include_str!("../../../shaders/copy.wgsl"),
@@ -50,6 +54,7 @@ impl Family {
             Family::Unary => "unary.wgsl",
             Family::Binary => "binary.wgsl",
             Family::Matmul => "matmul.wgsl",
+            Family::MatmulVec4 => "matmul_vec4.wgsl",
             Family::Reduce => "reduce.wgsl",
             Family::Softmax => "softmax.wgsl",
             Family::Copy => "copy.wgsl",
@@ -62,7 +67,7 @@ impl Family {
     pub fn bindings(self) -> (u32, u32) {
         match self {
             Family::Unary | Family::Softmax | Family::Copy | Family::Index => (1, 1),
-            Family::Binary | Family::Matmul => (2, 1),
+            Family::Binary | Family::Matmul | Family::MatmulVec4 => (2, 1),
             Family::Reduce => (1, 2),
         }
     }
