@@ -22,11 +22,7 @@ struct Args {
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
-    let mut args = Args {
-        device: Device::best(),
-        epochs: 30,
-        seed: 0,
-    };
+    let mut args = Args { device: Device::best(), epochs: 30, seed: 0 };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or(format!("{a} needs a value"));
@@ -57,10 +53,7 @@ fn parse_args() -> std::result::Result<Args, String> {
 struct Lcg(u64);
 impl Lcg {
     fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((self.0 >> 33) as usize) % n
     }
     fn shuffle<T>(&mut self, v: &mut [T]) {
@@ -74,10 +67,7 @@ impl Lcg {
 fn linear(fan_in: usize, fan_out: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
     let bound = 1.0 / (fan_in as f32).sqrt();
     let u = |shape: &[usize]| -> Result<Tensor> {
-        Ok(Tensor::rand(shape, dev)?
-            .mul_scalar(2.0 * bound)?
-            .sub_scalar(bound)?
-            .set_requires_grad(true))
+        Ok(Tensor::rand(shape, dev)?.mul_scalar(2.0 * bound)?.sub_scalar(bound)?.set_requires_grad(true))
     };
     Ok((u(&[fan_in, fan_out])?, u(&[fan_out])?))
 }
@@ -105,9 +95,7 @@ impl Adam {
             for (i, p) in params.iter_mut().enumerate() {
                 let Some(g) = p.grad() else { continue };
                 self.m[i] = self.m[i].mul_scalar(b1)?.add(&g.mul_scalar(1.0 - b1)?)?;
-                self.v[i] = self.v[i]
-                    .mul_scalar(b2)?
-                    .add(&g.mul(&g)?.mul_scalar(1.0 - b2)?)?;
+                self.v[i] = self.v[i].mul_scalar(b2)?.add(&g.mul(&g)?.mul_scalar(1.0 - b2)?)?;
                 let denom = self.v[i].div_scalar(c2)?.sqrt()?.add_scalar(eps)?;
                 let upd = self.m[i].div(&denom)?.mul_scalar(self.lr / c1)?;
                 *p = p.sub(&upd)?.set_requires_grad(true);
@@ -129,11 +117,7 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let dev = args.device.clone();
     kiln::manual_seed(args.seed);
     let data = load_digits(&default_path())?;
-    println!(
-        "kiln train_digits: {} samples, device: {}",
-        data.len(),
-        dev.name()
-    );
+    println!("kiln train_digits: {} samples, device: {}", data.len(), dev.name());
 
     // Seeded 80/20 split.
     let mut rng = Lcg(args.seed ^ 0x5eed);
@@ -142,10 +126,7 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let n_train = data.len() * 4 / 5;
     let (train_idx, test_idx) = order.split_at(n_train);
     let rows = |idx: &[usize]| -> (Vec<f32>, Vec<u32>) {
-        let x = idx
-            .iter()
-            .flat_map(|&i| data.x[i * 64..(i + 1) * 64].iter().map(|v| v / 16.0))
-            .collect();
+        let x = idx.iter().flat_map(|&i| data.x[i * 64..(i + 1) * 64].iter().map(|v| v / 16.0)).collect();
         (x, idx.iter().map(|&i| data.y[i]).collect())
     };
 
@@ -182,10 +163,7 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
             batches += 1;
         }
         if epoch == 1 || epoch % 5 == 0 || epoch == args.epochs {
-            println!(
-                "epoch {epoch:3}  train loss {:.4}",
-                total.item()? / batches as f32
-            );
+            println!("epoch {epoch:3}  train loss {:.4}", total.item()? / batches as f32);
         }
     }
     let train_s = start.elapsed().as_secs_f64();
@@ -195,10 +173,6 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let pred = no_grad(|| forward(&params, &x)?.argmax(1))?.to_vec_u32()?;
     let correct = pred.iter().zip(&yt).filter(|(p, y)| p == y).count();
     let acc = correct as f64 / yt.len() as f64;
-    println!(
-        "test accuracy {:.2}% ({correct}/{}), {train_s:.2} s training",
-        acc * 100.0,
-        yt.len()
-    );
+    println!("test accuracy {:.2}% ({correct}/{}), {train_s:.2} s training", acc * 100.0, yt.len());
     Ok(())
 }

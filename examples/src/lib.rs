@@ -32,44 +32,19 @@ pub fn default_path() -> PathBuf {
 pub fn load_digits(path: &Path) -> Result<Digits, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut text = String::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut d = Digits {
-        x: Vec::new(),
-        y: Vec::new(),
-    };
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    flate2::read::GzDecoder::new(file).read_to_string(&mut text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut d = Digits { x: Vec::new(), y: Vec::new() };
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let vals: Vec<&str> = line.split(',').collect();
         if vals.len() != 65 {
-            return Err(format!(
-                "{}: line {}: expected 65 columns, found {}",
-                path.display(),
-                i + 1,
-                vals.len()
-            ));
+            return Err(format!("{}: line {}: expected 65 columns, found {}", path.display(), i + 1, vals.len()));
         }
         for v in &vals[..64] {
-            d.x.push(
-                v.trim()
-                    .parse::<f32>()
-                    .map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?,
-            );
+            d.x.push(v.trim().parse::<f32>().map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?);
         }
-        let label: u32 = vals[64]
-            .trim()
-            .parse()
-            .map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
+        let label: u32 = vals[64].trim().parse().map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
         if label > 9 {
-            return Err(format!(
-                "{}: line {}: label {label} is not a digit",
-                path.display(),
-                i + 1
-            ));
+            return Err(format!("{}: line {}: label {label} is not a digit", path.display(), i + 1));
         }
         d.y.push(label);
     }

@@ -46,14 +46,10 @@ macro_rules! device_test {
 
 /// A deterministic pseudo-random vector in [-1, 1) (independent of kiln's RNG).
 pub fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
         })
         .collect()
@@ -75,9 +71,7 @@ pub fn assert_close(got: &[f32], want: &[f64], rtol: f64) {
 /// A tensor of `data(n, seed)` in `shape`, optionally requiring grad.
 pub fn tensor(shape: &[usize], seed: u64, dev: &Device, grad: bool) -> Tensor {
     let n = shape.iter().product();
-    Tensor::from_vec(data(n, seed), shape, dev)
-        .unwrap()
-        .set_requires_grad(grad)
+    Tensor::from_vec(data(n, seed), shape, dev).unwrap().set_requires_grad(grad)
 }
 
 /// f32 values as f64.

@@ -42,11 +42,7 @@ device_test!(no_grad_detach_and_flags, |dev| {
     assert!(!plain.requires_grad());
     assert!(plain.add_scalar(1.0)?.grad().is_none());
     // Labels never require grad.
-    assert!(
-        !Tensor::from_labels(&[1, 2], dev)?
-            .set_requires_grad(true)
-            .requires_grad()
-    );
+    assert!(!Tensor::from_labels(&[1, 2], dev)?.set_requires_grad(true).requires_grad());
 });
 
 device_test!(scalars_are_zero_dimensional, |dev| {
@@ -83,14 +79,9 @@ device_test!(mlp_with_cross_entropy_matches_finite_differences, |dev| {
         let mut loss = 0.0;
         for r in 0..5 {
             let h: Vec<f64> = (0..6)
-                .map(|j| {
-                    ((0..4).map(|k| xv[r * 4 + k] * p[0][k * 6 + j]).sum::<f64>() + p[1][j])
-                        .max(0.0)
-                })
+                .map(|j| ((0..4).map(|k| xv[r * 4 + k] * p[0][k * 6 + j]).sum::<f64>() + p[1][j]).max(0.0))
                 .collect();
-            let z: Vec<f64> = (0..3)
-                .map(|c| (0..6).map(|j| h[j] * p[2][j * 3 + c]).sum::<f64>() + p[3][c])
-                .collect();
+            let z: Vec<f64> = (0..3).map(|c| (0..6).map(|j| h[j] * p[2][j * 3 + c]).sum::<f64>() + p[3][c]).collect();
             let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
             loss += lse - z[lab[r]];
@@ -98,12 +89,7 @@ device_test!(mlp_with_cross_entropy_matches_finite_differences, |dev| {
         loss / 5.0
     };
     let params = [w1, b1, w2, b2];
-    let want = f64_f(
-        &params
-            .iter()
-            .map(|t| f64s(&t.to_vec().unwrap()))
-            .collect::<Vec<_>>(),
-    );
+    let want = f64_f(&params.iter().map(|t| f64s(&t.to_vec().unwrap())).collect::<Vec<_>>());
     assert!((f(&params)?.item()? as f64 - want).abs() < 1e-5);
     check_gradients(&params, f, f64_f, 1e-3);
 });
@@ -112,17 +98,9 @@ device_test!(mse_and_cross_entropy_values, |dev| {
     let p = tensor(&[7, 3], 91, dev, true);
     let t = tensor(&[7, 3], 92, dev, false);
     let (pv, tv) = (f64s(&p.to_vec()?), f64s(&t.to_vec()?));
-    let want: f64 = pv
-        .iter()
-        .zip(&tv)
-        .map(|(a, b)| (a - b).powi(2))
-        .sum::<f64>()
-        / 21.0;
+    let want: f64 = pv.iter().zip(&tv).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / 21.0;
     assert_close(&[mse_loss(&p, &t)?.item()?], &[want], 1e-6);
-    assert!(matches!(
-        mse_loss(&p, &tensor(&[3, 7], 1, dev, false)),
-        Err(Error::ShapeMismatch { .. })
-    ));
+    assert!(matches!(mse_loss(&p, &tensor(&[3, 7], 1, dev, false)), Err(Error::ShapeMismatch { .. })));
     // Uniform logits: loss = ln(C).
     let z = Tensor::zeros(&[4, 10], dev)?;
     let l = cross_entropy(&z, &Tensor::from_labels(&[0, 3, 9, 5], dev)?)?;
@@ -135,28 +113,18 @@ device_test!(mse_and_cross_entropy_values, |dev| {
 fn tensors_move_between_devices_with_gradients() {
     let Some(gpu) = gpu_device() else { return };
     let cpu = Device::cpu();
-    let x = Tensor::from_vec(data(65 * 3, 7), &[65, 3], &cpu)
-        .unwrap()
-        .set_requires_grad(true);
+    let x = Tensor::from_vec(data(65 * 3, 7), &[65, 3], &cpu).unwrap().set_requires_grad(true);
     let g = x.to(&gpu).unwrap();
     assert_eq!(g.device(), gpu);
     let back = g.to(&cpu).unwrap();
     assert_eq!(back.to_vec().unwrap(), x.to_vec().unwrap());
     // The gradient of a computation on the GPU lands on the CPU leaf.
-    g.mul_scalar(3.0)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    g.mul_scalar(3.0).unwrap().sum_all().unwrap().backward().unwrap();
     let gr = x.grad().unwrap();
     assert_eq!(gr.device(), cpu);
     assert_eq!(gr.to_vec().unwrap(), vec![3.0; 195]);
     // Labels move too.
-    let l = Tensor::from_labels(&[3, 1, 4], &cpu)
-        .unwrap()
-        .to(&gpu)
-        .unwrap();
+    let l = Tensor::from_labels(&[3, 1, 4], &cpu).unwrap().to(&gpu).unwrap();
     assert_eq!(l.dtype(), DType::U32);
     assert_eq!(l.to_vec_u32().unwrap(), vec![3, 1, 4]);
     // Mixing devices is an error, not an implicit copy.
@@ -173,73 +141,33 @@ device_test!(bad_input_is_an_error_naming_the_op, |dev| {
     let a = tensor(&[2, 3], 1, dev, false);
     let b = tensor(&[4, 5], 2, dev, false);
     let e = a.add(&b).unwrap_err();
-    assert!(
-        matches!(&e, Error::ShapeMismatch { op: "add", lhs, rhs } if lhs == &[2, 3] && rhs == &[4, 5]),
-        "{e}"
-    );
+    assert!(matches!(&e, Error::ShapeMismatch { op: "add", lhs, rhs } if lhs == &[2, 3] && rhs == &[4, 5]), "{e}");
     assert!(e.to_string().contains("add") && e.to_string().contains("[2, 3]"));
-    assert!(matches!(
-        a.matmul(&b),
-        Err(Error::ShapeMismatch { op: "matmul", .. })
-    ));
-    assert!(matches!(
-        a.matmul(&tensor(&[3], 1, dev, false)),
-        Err(Error::Invalid { op: "matmul", .. })
-    ));
-    assert!(matches!(
-        a.sum(2usize, false),
-        Err(Error::DimOutOfRange {
-            op: "sum",
-            dim: 2,
-            ..
-        })
-    ));
-    assert!(matches!(
-        a.softmax(-3),
-        Err(Error::DimOutOfRange {
-            op: "softmax",
-            dim: -3,
-            ..
-        })
-    ));
-    assert!(matches!(
-        a.transpose(0usize, 5usize),
-        Err(Error::DimOutOfRange { .. })
-    ));
+    assert!(matches!(a.matmul(&b), Err(Error::ShapeMismatch { op: "matmul", .. })));
+    assert!(matches!(a.matmul(&tensor(&[3], 1, dev, false)), Err(Error::Invalid { op: "matmul", .. })));
+    assert!(matches!(a.sum(2usize, false), Err(Error::DimOutOfRange { op: "sum", dim: 2, .. })));
+    assert!(matches!(a.softmax(-3), Err(Error::DimOutOfRange { op: "softmax", dim: -3, .. })));
+    assert!(matches!(a.transpose(0usize, 5usize), Err(Error::DimOutOfRange { .. })));
     let e = Tensor::from_vec(vec![1.0; 5], &[2, 3], dev).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::DataLength {
-                len: 5,
-                numel: 6,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    assert!(matches!(
-        a.reshape(&[4, 2]),
-        Err(Error::ShapeMismatch { op: "reshape", .. })
-    ));
+    assert!(matches!(e, Error::DataLength { len: 5, numel: 6, .. }), "{e}");
+    assert!(matches!(a.reshape(&[4, 2]), Err(Error::ShapeMismatch { op: "reshape", .. })));
     let labels = Tensor::from_labels(&[1, 0], dev)?;
     assert!(matches!(labels.exp(), Err(Error::DType { op: "exp", .. })));
     assert!(matches!(a.add(&labels), Err(Error::DType { .. })));
     assert!(matches!(a.item(), Err(Error::Invalid { op: "item", .. })));
     assert!(matches!(a.t()?.t()?.to_vec_u32(), Err(Error::DType { .. })));
-    assert!(matches!(
-        cross_entropy(&a, &Tensor::from_labels(&[1, 0, 2], dev)?),
-        Err(Error::ShapeMismatch { .. })
-    ));
+    assert!(matches!(cross_entropy(&a, &Tensor::from_labels(&[1, 0, 2], dev)?), Err(Error::ShapeMismatch { .. })));
     assert!(matches!(cross_entropy(&a, &a), Err(Error::DType { .. })));
     // backward on a non-scalar, and on a tensor that needs no grad.
     let x = tensor(&[3], 3, dev, true);
-    assert!(matches!(
-        x.mul_scalar(2.0)?.backward(),
-        Err(Error::Backward(_))
-    ));
+    assert!(matches!(x.mul_scalar(2.0)?.backward(), Err(Error::Backward(_))));
     assert!(matches!(a.sum_all()?.backward(), Err(Error::Backward(_))));
     assert!(matches!(a.max(0usize, false).map(|_| ()), Ok(())));
     assert!(Tensor::zeros(&[0, 3], dev)?.max(0usize, false).is_err());
     assert!(Tensor::zeros(&[usize::MAX, 2], dev).is_err());
+    if dev.is_gpu() {
+        // Larger than any storage binding: an error naming the limit, before any allocation.
+        let e = Tensor::zeros(&[1 << 20, 1 << 20], dev).unwrap_err();
+        assert!(e.to_string().contains("max_storage_buffer_binding_size"), "{e}");
+    }
 });

@@ -7,10 +7,7 @@ use kiln_tests::{assert_close, data, device_test, f64s, tensor};
 /// loss = sum(y * w) for a fixed random w, so that dL/dy = w.
 fn weighted_sum(y: &Tensor, seed: u64) -> (Tensor, Vec<f64>) {
     let w = Tensor::from_vec(data(y.numel(), seed), y.shape(), &y.device()).unwrap();
-    (
-        y.mul(&w).unwrap().sum_all().unwrap(),
-        f64s(&w.to_vec().unwrap()),
-    )
+    (y.mul(&w).unwrap().sum_all().unwrap(), f64s(&w.to_vec().unwrap()))
 }
 
 type F = fn(f64) -> f64;
@@ -30,20 +27,14 @@ fn check_unary(
 ) {
     let n: usize = shape.iter().product();
     let xs: Vec<f32> = data(n, 11).iter().map(|v| v * 2.0 + shift).collect();
-    let x = Tensor::from_vec(xs.clone(), shape, dev)
-        .unwrap()
-        .set_requires_grad(true);
+    let x = Tensor::from_vec(xs.clone(), shape, dev).unwrap().set_requires_grad(true);
     let y = op(&x).unwrap();
     assert_eq!(y.shape(), shape, "{name}");
     let want: Vec<f64> = xs.iter().map(|&v| f(v as f64)).collect();
     assert_close(&y.to_vec().unwrap(), &want, 1e-5);
     let (loss, w) = weighted_sum(&y, 5);
     loss.backward().unwrap();
-    let gw: Vec<f64> = xs
-        .iter()
-        .zip(&w)
-        .map(|(&v, wi)| wi * df(v as f64))
-        .collect();
+    let gw: Vec<f64> = xs.iter().zip(&w).map(|(&v, wi)| wi * df(v as f64)).collect();
     assert_close(&x.grad().unwrap().to_vec().unwrap(), &gw, 1e-5);
 }
 
@@ -52,119 +43,27 @@ device_test!(unary_ops_match_f64, |dev| {
         check_unary(dev, "neg", shape, 0.0, |x| x.neg(), |v| -v, |_| -1.0);
         check_unary(dev, "exp", shape, 0.0, |x| x.exp(), f64::exp, f64::exp);
         check_unary(dev, "log", shape, 3.0, |x| x.log(), f64::ln, |v| 1.0 / v);
-        check_unary(
-            dev,
-            "sqrt",
-            shape,
-            3.0,
-            |x| x.sqrt(),
-            f64::sqrt,
-            |v| 0.5 / v.sqrt(),
-        );
-        check_unary(
-            dev,
-            "tanh",
-            shape,
-            0.0,
-            |x| x.tanh(),
-            f64::tanh,
-            |v| 1.0 - v.tanh().powi(2),
-        );
-        check_unary(
-            dev,
-            "sigmoid",
-            shape,
-            0.0,
-            |x| x.sigmoid(),
-            sig,
-            |v| sig(v) * (1.0 - sig(v)),
-        );
-        check_unary(
-            dev,
-            "relu",
-            shape,
-            0.0,
-            |x| x.relu(),
-            |v| v.max(0.0),
-            |v| if v > 0.0 { 1.0 } else { 0.0 },
-        );
+        check_unary(dev, "sqrt", shape, 3.0, |x| x.sqrt(), f64::sqrt, |v| 0.5 / v.sqrt());
+        check_unary(dev, "tanh", shape, 0.0, |x| x.tanh(), f64::tanh, |v| 1.0 - v.tanh().powi(2));
+        check_unary(dev, "sigmoid", shape, 0.0, |x| x.sigmoid(), sig, |v| sig(v) * (1.0 - sig(v)));
+        check_unary(dev, "relu", shape, 0.0, |x| x.relu(), |v| v.max(0.0), |v| if v > 0.0 { 1.0 } else { 0.0 });
         check_unary(dev, "abs", shape, 0.0, |x| x.abs(), f64::abs, f64::signum);
-        check_unary(
-            dev,
-            "powf3",
-            shape,
-            0.0,
-            |x| x.powf(3.0),
-            |v| v.powi(3),
-            |v| 3.0 * v * v,
-        );
-        check_unary(
-            dev,
-            "powf1.5",
-            shape,
-            3.0,
-            |x| x.powf(1.5),
-            |v| v.powf(1.5),
-            |v| 1.5 * v.sqrt(),
-        );
-        check_unary(
-            dev,
-            "add_scalar",
-            shape,
-            0.0,
-            |x| x.add_scalar(2.5),
-            |v| v + 2.5,
-            |_| 1.0,
-        );
-        check_unary(
-            dev,
-            "sub_scalar",
-            shape,
-            0.0,
-            |x| x.sub_scalar(2.5),
-            |v| v - 2.5,
-            |_| 1.0,
-        );
-        check_unary(
-            dev,
-            "mul_scalar",
-            shape,
-            0.0,
-            |x| x.mul_scalar(-1.5),
-            |v| v * -1.5,
-            |_| -1.5,
-        );
-        check_unary(
-            dev,
-            "div_scalar",
-            shape,
-            0.0,
-            |x| x.div_scalar(3.0),
-            |v| v / 3.0,
-            |_| 1.0 / 3.0,
-        );
-        check_unary(
-            dev,
-            "rsub_scalar",
-            shape,
-            0.0,
-            |x| x.rsub_scalar(1.0),
-            |v| 1.0 - v,
-            |_| -1.0,
-        );
+        check_unary(dev, "powf3", shape, 0.0, |x| x.powf(3.0), |v| v.powi(3), |v| 3.0 * v * v);
+        check_unary(dev, "powf1.5", shape, 3.0, |x| x.powf(1.5), |v| v.powf(1.5), |v| 1.5 * v.sqrt());
+        check_unary(dev, "add_scalar", shape, 0.0, |x| x.add_scalar(2.5), |v| v + 2.5, |_| 1.0);
+        check_unary(dev, "sub_scalar", shape, 0.0, |x| x.sub_scalar(2.5), |v| v - 2.5, |_| 1.0);
+        check_unary(dev, "mul_scalar", shape, 0.0, |x| x.mul_scalar(-1.5), |v| v * -1.5, |_| -1.5);
+        check_unary(dev, "div_scalar", shape, 0.0, |x| x.div_scalar(3.0), |v| v / 3.0, |_| 1.0 / 3.0);
+        check_unary(dev, "rsub_scalar", shape, 0.0, |x| x.rsub_scalar(1.0), |v| 1.0 - v, |_| -1.0);
     }
 });
 
 device_test!(unary_edge_values, |dev| {
     // tanh and sigmoid saturate instead of overflowing; relu(0) = 0 with gradient 0.
-    let x =
-        Tensor::from_vec(vec![-100.0, -20.0, 0.0, 20.0, 100.0], &[5], dev)?.set_requires_grad(true);
+    let x = Tensor::from_vec(vec![-100.0, -20.0, 0.0, 20.0, 100.0], &[5], dev)?.set_requires_grad(true);
     assert_eq!(x.tanh()?.to_vec()?, vec![-1.0, -1.0, 0.0, 1.0, 1.0]);
     let s = x.sigmoid()?.to_vec()?;
-    assert!(
-        s[0] >= 0.0 && s[0] < 1e-30 && s[2] == 0.5 && s[4] == 1.0,
-        "{s:?}"
-    );
+    assert!(s[0] >= 0.0 && s[0] < 1e-30 && s[2] == 0.5 && s[4] == 1.0, "{s:?}");
     let r = x.relu()?;
     r.sum_all()?.backward()?;
     assert_eq!(x.grad().unwrap().to_vec()?, vec![0.0, 0.0, 0.0, 1.0, 1.0]);
@@ -179,16 +78,8 @@ fn bshape(a: &[usize], b: &[usize]) -> Vec<usize> {
     let n = a.len().max(b.len());
     (0..n)
         .map(|i| {
-            let da = if i + a.len() >= n {
-                a[i + a.len() - n]
-            } else {
-                1
-            };
-            let db = if i + b.len() >= n {
-                b[i + b.len() - n]
-            } else {
-                1
-            };
+            let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+            let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
             da.max(db)
         })
         .collect()
@@ -226,13 +117,9 @@ fn check_binary(
     let a = tensor(sa, 1, dev, true);
     let b = tensor(sb, 2, dev, true);
     // Keep divisors away from 0.
-    let b = Tensor::from_vec(
-        b.to_vec().unwrap().iter().map(|v| v + 2.0).collect(),
-        sb,
-        dev,
-    )
-    .unwrap()
-    .set_requires_grad(true);
+    let b = Tensor::from_vec(b.to_vec().unwrap().iter().map(|v| v + 2.0).collect(), sb, dev)
+        .unwrap()
+        .set_requires_grad(true);
     let y = op(&a, &b).unwrap();
     let out = bshape(sa, sb);
     assert_eq!(y.shape(), &out[..]);
@@ -270,27 +157,9 @@ device_test!(binary_ops_broadcast_and_reduce_gradients, |dev| {
         check_binary(dev, sa, sb, |a, b| a.add(b), |x, y| (x + y, 1.0, 1.0));
         check_binary(dev, sa, sb, |a, b| a.sub(b), |x, y| (x - y, 1.0, -1.0));
         check_binary(dev, sa, sb, |a, b| a.mul(b), |x, y| (x * y, y, x));
-        check_binary(
-            dev,
-            sa,
-            sb,
-            |a, b| a.div(b),
-            |x, y| (x / y, 1.0 / y, -x / (y * y)),
-        );
-        check_binary(
-            dev,
-            sb,
-            sa,
-            |a, b| a.maximum(b),
-            |x, y| (x.max(y), (x > y) as u8 as f64, (y > x) as u8 as f64),
-        );
-        check_binary(
-            dev,
-            sa,
-            sb,
-            |a, b| a.minimum(b),
-            |x, y| (x.min(y), (x < y) as u8 as f64, (y < x) as u8 as f64),
-        );
+        check_binary(dev, sa, sb, |a, b| a.div(b), |x, y| (x / y, 1.0 / y, -x / (y * y)));
+        check_binary(dev, sb, sa, |a, b| a.maximum(b), |x, y| (x.max(y), (x > y) as u8 as f64, (y > x) as u8 as f64));
+        check_binary(dev, sa, sb, |a, b| a.minimum(b), |x, y| (x.min(y), (x < y) as u8 as f64, (y < x) as u8 as f64));
     }
     // Operator sugar is the same op.
     let a = tensor(&[4, 3], 3, dev, false);

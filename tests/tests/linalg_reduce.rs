@@ -6,10 +6,7 @@ use kiln_tests::{assert_close, data, device_test, f64s, tensor};
 
 fn weighted_sum(y: &Tensor, seed: u64) -> (Tensor, Vec<f64>) {
     let w = Tensor::from_vec(data(y.numel(), seed), y.shape(), &y.device()).unwrap();
-    (
-        y.mul(&w).unwrap().sum_all().unwrap(),
-        f64s(&w.to_vec().unwrap()),
-    )
+    (y.mul(&w).unwrap().sum_all().unwrap(), f64s(&w.to_vec().unwrap()))
 }
 
 /// C = A @ B in f64 for row-major [m,k] and [k,n].
@@ -57,16 +54,10 @@ fn check_matmul(dev: &Device, sa: &[usize], sb: &[usize], rtol: f64) {
         let b_z = &bv[zb * k * n..(zb + 1) * k * n];
         want.extend(mm(a_z, b_z, m, k, n));
         let g = &w[z * m * n..(z + 1) * m * n];
-        for (acc, v) in ga[za * m * k..]
-            .iter_mut()
-            .zip(mm(g, &tr(b_z, k, n), m, n, k))
-        {
+        for (acc, v) in ga[za * m * k..].iter_mut().zip(mm(g, &tr(b_z, k, n), m, n, k)) {
             *acc += v;
         }
-        for (acc, v) in gb[zb * k * n..]
-            .iter_mut()
-            .zip(mm(&tr(a_z, m, k), g, k, m, n))
-        {
+        for (acc, v) in gb[zb * k * n..].iter_mut().zip(mm(&tr(a_z, m, k), g, k, m, n)) {
             *acc += v;
         }
     }
@@ -76,15 +67,7 @@ fn check_matmul(dev: &Device, sa: &[usize], sb: &[usize], rtol: f64) {
 }
 
 device_test!(matmul_2d_any_shape, |dev| {
-    for (m, k, n) in [
-        (1, 1, 1),
-        (3, 5, 2),
-        (65, 129, 33),
-        (1000, 7, 3),
-        (7, 1000, 5),
-        (4, 4, 4),
-        (33, 64, 65),
-    ] {
+    for (m, k, n) in [(1, 1, 1), (3, 5, 2), (65, 129, 33), (1000, 7, 3), (7, 1000, 5), (4, 4, 4), (33, 64, 65)] {
         check_matmul(dev, &[m, k], &[k, n], 1e-5);
     }
     // Large K accumulates more rounding: 1e-4.
@@ -112,11 +95,7 @@ device_test!(matmul_batched_and_broadcast, |dev| {
 });
 
 fn split(shape: &[usize], d: usize) -> (usize, usize, usize) {
-    (
-        shape[..d].iter().product(),
-        shape[d],
-        shape[d + 1..].iter().product(),
-    )
+    (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product())
 }
 
 device_test!(sum_mean_max_argmax_along_dims, |dev| {
@@ -135,15 +114,12 @@ device_test!(sum_mean_max_argmax_along_dims, |dev| {
                 // sum
                 let s = x.sum(d, keepdim)?;
                 assert_eq!(s.shape(), &out_shape[..]);
-                let want: Vec<f64> = (0..o * i)
-                    .map(|r| (0..l).map(|k| xv[(r / i) * l * i + k * i + r % i]).sum())
-                    .collect();
+                let want: Vec<f64> =
+                    (0..o * i).map(|r| (0..l).map(|k| xv[(r / i) * l * i + k * i + r % i]).sum()).collect();
                 assert_close(&s.to_vec()?, &want, 1e-5);
                 let (loss, w) = weighted_sum(&s, 42);
                 loss.backward()?;
-                let g: Vec<f64> = (0..xv.len())
-                    .map(|e| w[(e / (l * i)) * i + e % i])
-                    .collect();
+                let g: Vec<f64> = (0..xv.len()).map(|e| w[(e / (l * i)) * i + e % i]).collect();
                 assert_close(&x.grad().unwrap().to_vec()?, &g, 1e-5);
                 // mean
                 let x = tensor(shape, 41, dev, true);
@@ -157,10 +133,7 @@ device_test!(sum_mean_max_argmax_along_dims, |dev| {
                 for r in 0..o * i {
                     let (best, bi) = (0..l)
                         .map(|k| (xv[(r / i) * l * i + k * i + r % i], k))
-                        .fold(
-                            (f64::NEG_INFINITY, 0),
-                            |acc, (v, k)| if v > acc.0 { (v, k) } else { acc },
-                        );
+                        .fold((f64::NEG_INFINITY, 0), |acc, (v, k)| if v > acc.0 { (v, k) } else { acc });
                     wmax[r] = best;
                     arg[r] = bi;
                 }
@@ -174,10 +147,7 @@ device_test!(sum_mean_max_argmax_along_dims, |dev| {
                 assert_close(&x.grad().unwrap().to_vec()?, &g, 1e-6);
                 let am = x.argmax(d)?;
                 assert_eq!(am.dtype(), kiln::DType::U32);
-                assert_eq!(
-                    am.to_vec_u32()?,
-                    arg.iter().map(|&a| a as u32).collect::<Vec<_>>()
-                );
+                assert_eq!(am.to_vec_u32()?, arg.iter().map(|&a| a as u32).collect::<Vec<_>>());
             }
         }
     }
@@ -189,16 +159,10 @@ device_test!(reductions_over_a_million_elements, |dev| {
     let x = Tensor::from_vec(xs.clone(), &[n], dev)?;
     let want: f64 = xs.iter().map(|&v| v as f64).sum();
     let got = x.sum_all()?.item()? as f64;
-    assert!(
-        (got - want).abs() <= 1e-5 * want.abs().max(1.0) * 10.0,
-        "{got} vs {want}"
-    );
+    assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0) * 10.0, "{got} vs {want}");
     let m = x.mean_all()?.item()? as f64;
     assert!((m - want / n as f64).abs() < 1e-6, "{m}");
-    let (mi, mv) = xs
-        .iter()
-        .enumerate()
-        .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+    let (mi, mv) = xs.iter().enumerate().fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
     assert_eq!(x.max(0usize, false)?.item()?, mv);
     assert_eq!(x.argmax(0usize)?.to_vec_u32()?, vec![mi as u32]);
     // Ties go to the first index.
@@ -209,29 +173,12 @@ device_test!(reductions_over_a_million_elements, |dev| {
 });
 
 device_test!(softmax_and_log_softmax, |dev| {
-    for (shape, d) in [
-        (&[1usize, 1][..], 1usize),
-        (&[65, 129], 1),
-        (&[65, 129], 0),
-        (&[4, 7, 3], 1),
-        (&[3], 0),
-    ] {
+    for (shape, d) in [(&[1usize, 1][..], 1usize), (&[65, 129], 1), (&[65, 129], 0), (&[4, 7, 3], 1), (&[3], 0)] {
         let (o, l, i) = split(shape, d);
         for log in [false, true] {
-            let x = Tensor::from_vec(
-                data(shape.iter().product(), 61)
-                    .iter()
-                    .map(|v| v * 30.0)
-                    .collect(),
-                shape,
-                dev,
-            )?
-            .set_requires_grad(true);
-            let y = if log {
-                x.log_softmax(d)?
-            } else {
-                x.softmax(d)?
-            };
+            let x = Tensor::from_vec(data(shape.iter().product(), 61).iter().map(|v| v * 30.0).collect(), shape, dev)?
+                .set_requires_grad(true);
+            let y = if log { x.log_softmax(d)? } else { x.softmax(d)? };
             let xv = f64s(&x.to_vec()?);
             let (loss, w) = weighted_sum(&y, 62);
             loss.backward()?;
@@ -293,10 +240,7 @@ device_test!(layout_ops_and_their_gradients, |dev| {
     let b = tensor(&[3, 1], 74, dev, true);
     let bb = b.broadcast_to(&[2, 3, 5])?;
     let bv = b.to_vec()?;
-    assert_eq!(
-        bb.to_vec()?,
-        (0..30).map(|e| bv[(e / 5) % 3]).collect::<Vec<_>>()
-    );
+    assert_eq!(bb.to_vec()?, (0..30).map(|e| bv[(e / 5) % 3]).collect::<Vec<_>>());
     bb.sum_all()?.backward()?;
     assert_eq!(b.grad().unwrap().to_vec()?, vec![10.0; 3]);
     assert!(b.broadcast_to(&[3, 2, 4]).is_err());

@@ -14,11 +14,7 @@ device_test!(graphs_are_freed_with_their_tensors, |dev| {
     }
     if let Some(g) = dev.as_gpu() {
         g.synchronize()?;
-        assert_eq!(
-            Some(g.pool_stats().live_bytes),
-            before,
-            "live GPU bytes grew"
-        );
+        assert_eq!(Some(g.pool_stats().live_bytes), before, "live GPU bytes grew");
     }
     // A very deep graph drops without overflowing the stack.
     let mut y = x.clone().set_requires_grad(true);

@@ -12,12 +12,7 @@ fn main() {
         match a.as_str() {
             "--device" => device = args.next().unwrap_or_default(),
             "--sizes" => {
-                sizes = args
-                    .next()
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter_map(|s| s.trim().parse().ok())
-                    .collect()
+                sizes = args.next().unwrap_or_default().split(',').filter_map(|s| s.trim().parse().ok()).collect()
             }
             w => which = w.to_string(),
         }

@@ -31,18 +31,9 @@ pub(crate) enum Op {
     /// y = x expanded to a larger shape.
     BroadcastTo { x: Tensor },
     /// y = sum of x over `dim`.
-    Sum {
-        x: Tensor,
-        dim: usize,
-        keepdim: bool,
-    },
+    Sum { x: Tensor, dim: usize, keepdim: bool },
     /// y = max of x over `dim`; idx holds the argmax (U32).
-    Max {
-        x: Tensor,
-        dim: usize,
-        keepdim: bool,
-        idx: Tensor,
-    },
+    Max { x: Tensor, dim: usize, keepdim: bool, idx: Tensor },
     /// y = softmax(x) along `dim`.
     Softmax { x: Tensor, dim: usize },
     /// y = log_softmax(x) along `dim`.
@@ -120,52 +111,30 @@ impl Op {
                     BinaryOp::Div => (g.div(b)?, g.mul(a)?.div(&b.mul(b)?)?.neg()?),
                     BinaryOp::Maximum | BinaryOp::Minimum => {
                         // Ties split the gradient evenly, as torch.maximum does.
-                        let (wa, wb) = if *op == BinaryOp::Maximum {
-                            (a.gt(b)?, b.gt(a)?)
-                        } else {
-                            (a.lt(b)?, b.lt(a)?)
-                        };
+                        let (wa, wb) =
+                            if *op == BinaryOp::Maximum { (a.gt(b)?, b.gt(a)?) } else { (a.lt(b)?, b.lt(a)?) };
                         let tie = a.eq(b)?.mul_scalar(0.5)?;
                         (g.mul(&wa.add(&tie)?)?, g.mul(&wb.add(&tie)?)?)
                     }
                     _ => return Ok(vec![None, None]),
                 };
-                vec![
-                    Some(ga.sum_to_shape(a.shape())?),
-                    Some(gb.sum_to_shape(b.shape())?),
-                ]
+                vec![Some(ga.sum_to_shape(a.shape())?), Some(gb.sum_to_shape(b.shape())?)]
             }
             Op::Matmul { a, b } => {
                 // dA = dC @ B^T and dB = A^T @ dC, read transposed in place (no transpose copy).
                 let ga = Tensor::matmul_t(g, false, b, true)?;
                 let gb = Tensor::matmul_t(a, true, g, false)?;
-                vec![
-                    Some(ga.sum_to_shape(a.shape())?),
-                    Some(gb.sum_to_shape(b.shape())?),
-                ]
+                vec![Some(ga.sum_to_shape(a.shape())?), Some(gb.sum_to_shape(b.shape())?)]
             }
             Op::Transpose { d0, d1, .. } => vec![Some(g.transpose(*d0, *d1)?)],
             Op::Reshape { x } => vec![Some(g.reshape(x.shape())?)],
             Op::BroadcastTo { x } => vec![Some(g.sum_to_shape(x.shape())?)],
             Op::Sum { x, dim, keepdim } => {
-                let g = if *keepdim || x.rank() == 0 {
-                    g.clone()
-                } else {
-                    g.unsqueeze(*dim)?
-                };
+                let g = if *keepdim || x.rank() == 0 { g.clone() } else { g.unsqueeze(*dim)? };
                 vec![Some(g.broadcast_to(x.shape())?)]
             }
-            Op::Max {
-                x,
-                dim,
-                keepdim,
-                idx,
-            } => {
-                let g = if *keepdim || x.rank() == 0 {
-                    g.clone()
-                } else {
-                    g.unsqueeze(*dim)?
-                };
+            Op::Max { x, dim, keepdim, idx } => {
+                let g = if *keepdim || x.rank() == 0 { g.clone() } else { g.unsqueeze(*dim)? };
                 let (outer, d, inner) = split_at_dim(x.shape(), *dim);
                 let mask = Tensor::index_mask(idx, outer, d, inner)?.reshape(x.shape())?;
                 vec![Some(mask.mul(&g)?)]
@@ -257,7 +226,8 @@ impl Tensor {
         }
         if !self.requires_grad() {
             return Err(Error::Backward(
-                "the tensor does not require grad: no input had requires_grad set, or it was computed under no_grad".into(),
+                "the tensor does not require grad: no input had requires_grad set, or it was computed under no_grad"
+                    .into(),
             ));
         }
         let _guard = NoGradGuard::new();
@@ -279,12 +249,7 @@ impl Tensor {
                 if !inp.requires_grad() {
                     continue;
                 }
-                debug_assert_eq!(
-                    gi.shape(),
-                    inp.shape(),
-                    "gradient shape of {op_name}",
-                    op_name = "op"
-                );
+                debug_assert_eq!(gi.shape(), inp.shape(), "gradient shape of {op_name}", op_name = "op");
                 let acc = match grads.remove(&inp.id()) {
                     Some(prev) => prev.add(&gi)?,
                     None => gi,

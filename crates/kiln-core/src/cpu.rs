@@ -92,27 +92,13 @@ fn for_each_offset(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(&[us
     }
 }
 
-pub(crate) fn binary(
-    op: BinaryOp,
-    a: &[f32],
-    b: &[f32],
-    shape: &[usize],
-    sa: &[usize],
-    sb: &[usize],
-) -> Vec<f32> {
+pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32], shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<f32> {
     let mut out = Vec::with_capacity(shape.iter().product());
-    for_each_offset(shape, &[sa, sb], |o| {
-        out.push(binary_scalar(op, a[o[0]], b[o[1]]))
-    });
+    for_each_offset(shape, &[sa, sb], |o| out.push(binary_scalar(op, a[o[0]], b[o[1]])));
     out
 }
 
-pub(crate) fn gather<T: Copy>(
-    src: &[T],
-    shape: &[usize],
-    strides: &[usize],
-    offset: usize,
-) -> Vec<T> {
+pub(crate) fn gather<T: Copy>(src: &[T], shape: &[usize], strides: &[usize], offset: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(shape.iter().product());
     for_each_offset(shape, &[strides], |o| out.push(src[offset + o[0]]));
     out
@@ -193,11 +179,7 @@ pub(crate) fn softmax(x: &[f32], outer: usize, dim: usize, inner: usize, log: bo
             let m = (0..dim).map(|d| x[at(d)]).fold(f32::NEG_INFINITY, f32::max);
             let s: f32 = (0..dim).map(|d| (x[at(d)] - m).exp()).sum();
             for d in 0..dim {
-                y[at(d)] = if log {
-                    x[at(d)] - (m + s.ln())
-                } else {
-                    (x[at(d)] - m).exp() / s
-                };
+                y[at(d)] = if log { x[at(d)] - (m + s.ln()) } else { (x[at(d)] - m).exp() / s };
             }
         }
     }

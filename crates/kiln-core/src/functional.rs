@@ -8,11 +8,7 @@ use crate::tensor::Tensor;
 /// Mean squared error: mean((pred - target)^2). Shapes must match.
 pub fn mse_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     if pred.shape() != target.shape() {
-        return Err(Error::ShapeMismatch {
-            op: "mse_loss",
-            lhs: pred.shape().to_vec(),
-            rhs: target.shape().to_vec(),
-        });
+        return Err(Error::ShapeMismatch { op: "mse_loss", lhs: pred.shape().to_vec(), rhs: target.shape().to_vec() });
     }
     let d = pred.sub(target)?;
     d.mul(&d)?.mean_all()

@@ -13,11 +13,7 @@ fn resolve_i64(d: i64, op: &'static str, shape: &[usize]) -> Result<usize> {
     let rank = shape.len().max(1) as i64;
     let r = if d < 0 { d + rank } else { d };
     if r < 0 || r >= rank {
-        return Err(Error::DimOutOfRange {
-            op,
-            dim: d,
-            shape: shape.to_vec(),
-        });
+        return Err(Error::DimOutOfRange { op, dim: d, shape: shape.to_vec() });
     }
     Ok(r as usize)
 }
@@ -57,12 +53,7 @@ pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            Error::invalid(
-                op,
-                format!("shape {shape:?} has more elements than fit in usize"),
-            )
-        })
+        .ok_or_else(|| Error::invalid(op, format!("shape {shape:?} has more elements than fit in usize")))
 }
 
 /// The broadcast shape of two shapes (NumPy rules), or a shape-mismatch error.
@@ -70,26 +61,14 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n {
-            a[i + a.len() - n]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= n {
-            b[i + b.len() - n]
-        } else {
-            1
-        };
+        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
             _ => {
-                return Err(Error::ShapeMismatch {
-                    op,
-                    lhs: a.to_vec(),
-                    rhs: b.to_vec(),
-                });
+                return Err(Error::ShapeMismatch { op, lhs: a.to_vec(), rhs: b.to_vec() });
             }
         };
     }
@@ -101,15 +80,7 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
 pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let cs = contiguous_strides(shape);
     let off = out.len() - shape.len();
-    (0..out.len())
-        .map(|i| {
-            if i < off || shape[i - off] == 1 {
-                0
-            } else {
-                cs[i - off]
-            }
-        })
-        .collect()
+    (0..out.len()).map(|i| if i < off || shape[i - off] == 1 { 0 } else { cs[i - off] }).collect()
 }
 
 /// Merges adjacent dims that every stride set walks contiguously and drops size-1 dims, so
@@ -122,10 +93,7 @@ pub fn merge_dims(shape: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<V
             continue;
         }
         if !ms.is_empty() {
-            let mergeable = strides
-                .iter()
-                .zip(&mst)
-                .all(|(s, m)| *m.last().unwrap() == s[d] * shape[d]);
+            let mergeable = strides.iter().zip(&mst).all(|(s, m)| *m.last().unwrap() == s[d] * shape[d]);
             if mergeable {
                 let l = ms.len() - 1;
                 ms[l] *= shape[d];
@@ -165,10 +133,7 @@ mod tests {
 
     #[test]
     fn broadcasting_follows_numpy() {
-        assert_eq!(
-            broadcast_shapes("t", &[3, 1, 5], &[4, 1]).unwrap(),
-            vec![3, 4, 5]
-        );
+        assert_eq!(broadcast_shapes("t", &[3, 1, 5], &[4, 1]).unwrap(), vec![3, 4, 5]);
         assert_eq!(broadcast_shapes("t", &[], &[2, 3]).unwrap(), vec![2, 3]);
         assert!(broadcast_shapes("t", &[3], &[4]).is_err());
         assert_eq!(broadcast_strides(&[4, 1], &[3, 4, 5]), vec![0, 1, 0]);

@@ -63,21 +63,13 @@ impl Storage {
     }
 
     /// Copies `n` elements of `dtype` to `dev`.
-    pub(crate) fn to_device(
-        &self,
-        from: &Device,
-        to: &Device,
-        n: usize,
-        dtype: DType,
-    ) -> Result<Storage> {
+    pub(crate) fn to_device(&self, from: &Device, to: &Device, n: usize, dtype: DType) -> Result<Storage> {
         if from == to {
             return Ok(self.clone());
         }
         let words = self.to_words(from, n)?;
         Ok(match (to, dtype) {
-            (Device::Cpu, DType::F32) => {
-                Storage::f32_cpu(words.into_iter().map(f32::from_bits).collect())
-            }
+            (Device::Cpu, DType::F32) => Storage::f32_cpu(words.into_iter().map(f32::from_bits).collect()),
             (Device::Cpu, DType::U32) => Storage::Cpu(CpuData::U32(Arc::new(words))),
             (Device::Gpu(g), _) => Storage::gpu(g.upload(bytemuck::cast_slice(&words), "to")?),
         })

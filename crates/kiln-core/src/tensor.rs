@@ -87,22 +87,40 @@ impl std::fmt::Debug for Tensor {
             self.shape(),
             self.dtype(),
             self.device(),
-            if self.requires_grad() {
-                ", requires_grad"
-            } else {
-                ""
-            }
+            if self.requires_grad() { ", requires_grad" } else { "" }
         )
     }
 }
 
+/// Checks that `len` values fill `shape` exactly.
+fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
+    let numel = checked_numel(op, shape)?;
+    if len != numel {
+        return Err(Error::DataLength { op, len, shape: shape.to_vec(), numel });
+    }
+    Ok(())
+}
+
+/// The element count of `shape`, refused before any host allocation when it cannot fit in one
+/// buffer on `dev` (a GPU binding limit), so a huge shape is an error rather than an abort.
+fn alloc_numel(op: &'static str, shape: &[usize], dev: &Device) -> Result<usize> {
+    let n = checked_numel(op, shape)?;
+    if let Device::Gpu(g) = dev {
+        let limit = g.limits().max_storage_buffer_binding_size;
+        if (n as u64).saturating_mul(4) > limit {
+            return Err(Error::Device(kiln_device::DeviceError::TooLarge {
+                op: op.to_string(),
+                bytes: (n as u64).saturating_mul(4),
+                limit,
+                what: "max_storage_buffer_binding_size",
+            }));
+        }
+    }
+    Ok(n)
+}
+
 impl Tensor {
-    pub(crate) fn from_parts(
-        storage: Storage,
-        shape: Vec<usize>,
-        dtype: DType,
-        device: Device,
-    ) -> Tensor {
+    pub(crate) fn from_parts(storage: Storage, shape: Vec<usize>, dtype: DType, device: Device) -> Tensor {
         Tensor {
             inner: Arc::new(TensorInner {
                 storage,
@@ -117,16 +135,8 @@ impl Tensor {
     }
 
     /// The result of an op: records `op` when grad mode is on and any input requires grad.
-    pub(crate) fn from_op(
-        storage: Storage,
-        shape: Vec<usize>,
-        dtype: DType,
-        device: Device,
-        op: Op,
-    ) -> Tensor {
-        let needs = dtype == DType::F32
-            && is_grad_enabled()
-            && op.inputs().iter().any(|t| t.requires_grad());
+    pub(crate) fn from_op(storage: Storage, shape: Vec<usize>, dtype: DType, device: Device, op: Op) -> Tensor {
+        let needs = dtype == DType::F32 && is_grad_enabled() && op.inputs().iter().any(|t| t.requires_grad());
         Tensor {
             inner: Arc::new(TensorInner {
                 storage,
@@ -166,22 +176,9 @@ impl Tensor {
 
     /// Builds a tensor from values in row-major order.
     pub fn from_vec(data: Vec<f32>, shape: &[usize], dev: &Device) -> Result<Tensor> {
-        let numel = checked_numel("from_vec", shape)?;
-        if data.len() != numel {
-            return Err(Error::DataLength {
-                op: "from_vec",
-                len: data.len(),
-                shape: shape.to_vec(),
-                numel,
-            });
-        }
+        check_len("from_vec", data.len(), shape)?;
         let storage = Storage::from_f32(data, dev, "from_vec")?;
-        Ok(Tensor::from_parts(
-            storage,
-            shape.to_vec(),
-            DType::F32,
-            dev.clone(),
-        ))
+        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::F32, dev.clone()))
     }
 
     /// Builds a tensor from a slice of values in row-major order.
@@ -196,7 +193,7 @@ impl Tensor {
 
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: f32, dev: &Device) -> Result<Tensor> {
-        let n = checked_numel("full", shape)?;
+        let n = alloc_numel("full", shape, dev)?;
         Tensor::from_vec(vec![value; n], shape, dev)
     }
 
@@ -212,45 +209,27 @@ impl Tensor {
 
     /// Samples from the standard normal distribution (seeded by [`crate::manual_seed`]).
     pub fn randn(shape: &[usize], dev: &Device) -> Result<Tensor> {
-        let n = checked_numel("randn", shape)?;
+        let n = alloc_numel("randn", shape, dev)?;
         Tensor::from_vec(rng::normal_vec(n), shape, dev)
     }
 
     /// Samples uniformly from [0, 1) (seeded by [`crate::manual_seed`]).
     pub fn rand(shape: &[usize], dev: &Device) -> Result<Tensor> {
-        let n = checked_numel("rand", shape)?;
+        let n = alloc_numel("rand", shape, dev)?;
         Tensor::from_vec(rng::uniform_vec(n), shape, dev)
     }
 
     /// A 1-D tensor of integer class labels (`DType::U32`).
     pub fn from_labels(data: &[u32], dev: &Device) -> Result<Tensor> {
         let storage = Storage::from_u32(data.to_vec(), dev, "from_labels")?;
-        Ok(Tensor::from_parts(
-            storage,
-            vec![data.len()],
-            DType::U32,
-            dev.clone(),
-        ))
+        Ok(Tensor::from_parts(storage, vec![data.len()], DType::U32, dev.clone()))
     }
 
     /// A `U32` tensor of any shape.
     pub fn from_vec_u32(data: Vec<u32>, shape: &[usize], dev: &Device) -> Result<Tensor> {
-        let numel = checked_numel("from_vec_u32", shape)?;
-        if data.len() != numel {
-            return Err(Error::DataLength {
-                op: "from_vec_u32",
-                len: data.len(),
-                shape: shape.to_vec(),
-                numel,
-            });
-        }
+        check_len("from_vec_u32", data.len(), shape)?;
         let storage = Storage::from_u32(data, dev, "from_vec_u32")?;
-        Ok(Tensor::from_parts(
-            storage,
-            shape.to_vec(),
-            DType::U32,
-            dev.clone(),
-        ))
+        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::U32, dev.clone()))
     }
 
     /// The shape.
@@ -284,10 +263,7 @@ impl Tensor {
 
     /// Copies the values to the host in row-major order (U32 values are converted to f32).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        let words = self
-            .inner
-            .storage
-            .to_words(&self.inner.device, self.numel())?;
+        let words = self.inner.storage.to_words(&self.inner.device, self.numel())?;
         Ok(match self.dtype() {
             DType::F32 => words.into_iter().map(f32::from_bits).collect(),
             DType::U32 => words.into_iter().map(|w| w as f32).collect(),
@@ -297,9 +273,7 @@ impl Tensor {
     /// Copies the values of a `U32` tensor to the host.
     pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
         self.expect_dtype("to_vec_u32", DType::U32)?;
-        self.inner
-            .storage
-            .to_words(&self.inner.device, self.numel())
+        self.inner.storage.to_words(&self.inner.device, self.numel())
     }
 
     /// The value of a one-element tensor.
@@ -307,10 +281,7 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(Error::invalid(
                 "item",
-                format!(
-                    "only one-element tensors have an item; this one has shape {:?}",
-                    self.shape()
-                ),
+                format!("only one-element tensors have an item; this one has shape {:?}", self.shape()),
             ));
         }
         Ok(self.to_vec()?[0])
@@ -322,17 +293,8 @@ impl Tensor {
         if self.dev() == dev {
             return Ok(self.clone());
         }
-        let storage = self
-            .inner
-            .storage
-            .to_device(self.dev(), dev, self.numel(), self.dtype())?;
-        Ok(Tensor::from_op(
-            storage,
-            self.shape().to_vec(),
-            self.dtype(),
-            dev.clone(),
-            Op::ToDevice { x: self.clone() },
-        ))
+        let storage = self.inner.storage.to_device(self.dev(), dev, self.numel(), self.dtype())?;
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), self.dtype(), dev.clone(), Op::ToDevice { x: self.clone() }))
     }
 
     /// Whether gradients flow to (a leaf) or through (a result) this tensor.
@@ -372,33 +334,19 @@ impl Tensor {
 
     /// The same values, cut from the graph (no grad, a leaf).
     pub fn detach(&self) -> Tensor {
-        Tensor::from_parts(
-            self.inner.storage.clone(),
-            self.shape().to_vec(),
-            self.dtype(),
-            self.device(),
-        )
+        Tensor::from_parts(self.inner.storage.clone(), self.shape().to_vec(), self.dtype(), self.device())
     }
 
     pub(crate) fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
         if self.dtype() != dtype {
-            return Err(Error::DType {
-                op,
-                expected: dtype,
-                got: self.dtype(),
-                shape: self.shape().to_vec(),
-            });
+            return Err(Error::DType { op, expected: dtype, got: self.dtype(), shape: self.shape().to_vec() });
         }
         Ok(())
     }
 
     pub(crate) fn same_device(&self, op: &'static str, other: &Tensor) -> Result<()> {
         if self.dev() != other.dev() {
-            return Err(Error::DeviceMismatch {
-                op,
-                lhs: self.dev().name(),
-                rhs: other.dev().name(),
-            });
+            return Err(Error::DeviceMismatch { op, lhs: self.dev().name(), rhs: other.dev().name() });
         }
         Ok(())
     }

@@ -26,11 +26,7 @@ pub(crate) struct Pending {
 
 impl GpuDevice {
     fn check_size(&self, bytes: u64, op: &str) -> DeviceResult<u64> {
-        let limit = self
-            .inner
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.inner.limits.max_buffer_size);
+        let limit = self.inner.limits.max_storage_buffer_binding_size.min(self.inner.limits.max_buffer_size);
         if bytes > limit {
             return Err(DeviceError::TooLarge {
                 op: op.to_string(),
@@ -93,23 +89,16 @@ impl GpuDevice {
         let align = inner.uniform_align;
         let slot = (params.len() as u64).next_multiple_of(16);
         let mut p = inner.pending.lock().unwrap();
-        if p.uniforms.len() as u64 + slot.max(align) > ARENA_BYTES || p.dispatches >= MAX_DISPATCHES
-        {
+        if p.uniforms.len() as u64 + slot.max(align) > ARENA_BYTES || p.dispatches >= MAX_DISPATCHES {
             self.flush_locked(&mut p)?;
         }
         let offset = p.uniforms.len() as u64;
         p.uniforms.extend_from_slice(params);
-        p.uniforms.resize(
-            (offset + slot.max(align).next_multiple_of(align)) as usize,
-            0,
-        );
+        p.uniforms.resize((offset + slot.max(align).next_multiple_of(align)) as usize, 0);
         let mut entries: Vec<wgpu::BindGroupEntry> = bufs
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
             .collect();
         entries.push(wgpu::BindGroupEntry {
             binding: bufs.len() as u32,
@@ -128,11 +117,7 @@ impl GpuDevice {
             p.encoder = Some(inner.device.create_command_encoder(&Default::default()));
         }
         if p.pass.is_none() {
-            let pass = p
-                .encoder
-                .as_mut()
-                .unwrap()
-                .begin_compute_pass(&Default::default());
+            let pass = p.encoder.as_mut().unwrap().begin_compute_pass(&Default::default());
             p.pass = Some(pass.forget_lifetime());
         }
         let pass = p.pass.as_mut().unwrap();
@@ -152,9 +137,7 @@ impl GpuDevice {
         p.pass = None; // ends the open pass
         if let Some(enc) = p.encoder.take() {
             if !p.uniforms.is_empty() {
-                self.inner
-                    .queue
-                    .write_buffer(&self.inner.arena, 0, &p.uniforms);
+                self.inner.queue.write_buffer(&self.inner.arena, 0, &p.uniforms);
             }
             self.inner.queue.submit([enc.finish()]);
         }
@@ -172,10 +155,7 @@ impl GpuDevice {
     /// Submits everything recorded so far and waits until the GPU has finished it.
     pub fn synchronize(&self) -> DeviceResult<()> {
         self.flush()?;
-        self.inner
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| DeviceError::Wgpu(e.to_string()))?;
+        self.inner.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| DeviceError::Wgpu(e.to_string()))?;
         self.take_error()
     }
 
@@ -187,19 +167,9 @@ impl GpuDevice {
         let mut p = self.inner.pending.lock().unwrap();
         p.pass = None;
         if p.encoder.is_none() {
-            p.encoder = Some(
-                self.inner
-                    .device
-                    .create_command_encoder(&Default::default()),
-            );
+            p.encoder = Some(self.inner.device.create_command_encoder(&Default::default()));
         }
-        p.encoder.as_mut().unwrap().copy_buffer_to_buffer(
-            src.raw(),
-            0,
-            dst.raw(),
-            0,
-            bytes.next_multiple_of(4),
-        );
+        p.encoder.as_mut().unwrap().copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, bytes.next_multiple_of(4));
         Ok(())
     }
 
@@ -219,16 +189,9 @@ impl GpuDevice {
             let mut p = self.inner.pending.lock().unwrap();
             p.pass = None;
             if p.encoder.is_none() {
-                p.encoder = Some(
-                    self.inner
-                        .device
-                        .create_command_encoder(&Default::default()),
-                );
+                p.encoder = Some(self.inner.device.create_command_encoder(&Default::default()));
             }
-            p.encoder
-                .as_mut()
-                .unwrap()
-                .copy_buffer_to_buffer(src.raw(), 0, &staging, 0, padded);
+            p.encoder.as_mut().unwrap().copy_buffer_to_buffer(src.raw(), 0, &staging, 0, padded);
             self.flush_locked(&mut p)?;
         }
         let (tx, rx) = std::sync::mpsc::channel();
@@ -243,9 +206,7 @@ impl GpuDevice {
             .map_err(|e| DeviceError::ReadBack(e.to_string()))?
             .map_err(|e| DeviceError::ReadBack(e.to_string()))?;
         let out = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| DeviceError::ReadBack(e.to_string()))?;
+            let view = staging.get_mapped_range(..).map_err(|e| DeviceError::ReadBack(e.to_string()))?;
             view[..bytes as usize].to_vec()
         };
         staging.unmap();

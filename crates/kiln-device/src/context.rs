@@ -43,9 +43,7 @@ impl AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info)
-                .trim()
-                .to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
         }
     }
 }
@@ -112,8 +110,7 @@ fn make_instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
 fn adapters() -> Vec<wgpu::Adapter> {
     static PRIMARY: OnceLock<wgpu::Instance> = OnceLock::new();
     static GL: OnceLock<wgpu::Instance> = OnceLock::new();
-    let enumerate =
-        |i: &wgpu::Instance| pollster::block_on(i.enumerate_adapters(wgpu::Backends::all()));
+    let enumerate = |i: &wgpu::Instance| pollster::block_on(i.enumerate_adapters(wgpu::Backends::all()));
     if std::env::var_os("WGPU_BACKEND").is_some() {
         return enumerate(PRIMARY.get_or_init(|| make_instance(None)));
     }
@@ -130,10 +127,7 @@ fn registry() -> &'static Mutex<Vec<(String, GpuDevice)>> {
 }
 
 fn adapter_key(info: &wgpu::AdapterInfo) -> String {
-    format!(
-        "{:?}|{}|{}|{}",
-        info.backend, info.name, info.vendor, info.device
-    )
+    format!("{:?}|{}|{}|{}", info.backend, info.name, info.vendor, info.device)
 }
 
 fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
@@ -153,10 +147,7 @@ fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
 
 /// Every adapter kiln can choose from (honouring `WGPU_BACKEND`).
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    adapters()
-        .iter()
-        .map(|a| AdapterSummary::of(&a.get_info()))
-        .collect()
+    adapters().iter().map(|a| AdapterSummary::of(&a.get_info())).collect()
 }
 
 impl GpuDevice {
@@ -194,12 +185,8 @@ impl GpuDevice {
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            DeviceError::RequestDevice {
-                adapter: info.name.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| DeviceError::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
         let dev = GpuDevice::build(device, queue, AdapterSummary::of(&info));
         reg.push((key, dev.clone()));
         Ok(dev)
@@ -381,17 +368,10 @@ impl GpuDevice {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(DeviceError::Wgpu(format!(
-                "{}::{entry}: {e}",
-                family.file()
-            )));
+            return Err(DeviceError::Wgpu(format!("{}::{entry}: {e}", family.file())));
         }
         let entry_arc = Arc::new(PipelineEntry { pipeline, layout });
-        self.inner
-            .pipelines
-            .lock()
-            .unwrap()
-            .insert(key, entry_arc.clone());
+        self.inner.pipelines.lock().unwrap().insert(key, entry_arc.clone());
         Ok(entry_arc)
     }
 }

@@ -15,9 +15,7 @@ pub enum DeviceError {
         reason: String,
     },
     /// A buffer larger than the adapter allows.
-    #[error(
-        "{op}: a buffer of {bytes} bytes exceeds the adapter's limit of {limit} bytes ({what})"
-    )]
+    #[error("{op}: a buffer of {bytes} bytes exceeds the adapter's limit of {limit} bytes ({what})")]
     TooLarge {
         /// The operation that needed the buffer.
         op: String,

@@ -94,10 +94,7 @@ fn grid(dev: &GpuDevice, groups: usize) -> DeviceResult<[u32; 3]> {
     }
     let y = groups.div_ceil(max);
     if y > max {
-        return Err(DeviceError::Launch {
-            op: "grid",
-            msg: format!("{groups} workgroups exceed {max}^2"),
-        });
+        return Err(DeviceError::Launch { op: "grid", msg: format!("{groups} workgroups exceed {max}^2") });
     }
     Ok([max as u32, y as u32, 1])
 }
@@ -107,18 +104,12 @@ fn grid_threads(dev: &GpuDevice, n: usize) -> DeviceResult<[u32; 3]> {
 }
 
 fn u32_of(op: &'static str, v: usize) -> DeviceResult<u32> {
-    u32::try_from(v).map_err(|_| DeviceError::Launch {
-        op,
-        msg: format!("{v} does not fit in u32 indexing"),
-    })
+    u32::try_from(v).map_err(|_| DeviceError::Launch { op, msg: format!("{v} does not fit in u32 indexing") })
 }
 
 fn pack_dims(op: &'static str, v: &[usize]) -> DeviceResult<[u32; MAX_DIMS]> {
     if v.len() > MAX_DIMS {
-        return Err(DeviceError::Launch {
-            op,
-            msg: format!("rank {} exceeds {MAX_DIMS}", v.len()),
-        });
+        return Err(DeviceError::Launch { op, msg: format!("rank {} exceeds {MAX_DIMS}", v.len()) });
     }
     let mut out = [0u32; MAX_DIMS];
     for (o, &x) in out.iter_mut().zip(v) {
@@ -137,27 +128,11 @@ struct UnaryParams {
 }
 
 /// y = op(x) over `n` f32 elements.
-pub fn unary(
-    dev: &GpuDevice,
-    op: UnaryOp,
-    alpha: f32,
-    x: &GpuBuffer,
-    n: usize,
-) -> DeviceResult<GpuBuffer> {
+pub fn unary(dev: &GpuDevice, op: UnaryOp, alpha: f32, x: &GpuBuffer, n: usize) -> DeviceResult<GpuBuffer> {
     let out = dev.alloc(n as u64 * 4, "unary")?;
     let pipe = dev.pipeline(Family::Unary, "unary", &[("OP", op as u32)])?;
-    let params = UnaryParams {
-        n: u32_of("unary", n)?,
-        pad0: 0,
-        alpha,
-        pad1: 0,
-    };
-    dev.record(
-        &pipe,
-        &[x.raw(), out.raw()],
-        bytemuck::bytes_of(&params),
-        grid_threads(dev, n)?,
-    )?;
+    let params = UnaryParams { n: u32_of("unary", n)?, pad0: 0, alpha, pad1: 0 };
+    dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
     Ok(out)
 }
 
@@ -196,12 +171,7 @@ pub fn binary(
         s1: pack_dims("binary", sa)?,
         s2: pack_dims("binary", sb)?,
     };
-    dev.record(
-        &pipe,
-        &[a.raw(), b.raw(), out.raw()],
-        bytemuck::bytes_of(&params),
-        grid_threads(dev, n)?,
-    )?;
+    dev.record(&pipe, &[a.raw(), b.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
     Ok(out)
 }
 
@@ -227,12 +197,7 @@ pub fn gather(
         s2: [0; MAX_DIMS],
     };
     // The copy family's Params has no third array; the extra bytes are ignored by the shader.
-    dev.record(
-        &pipe,
-        &[src.raw(), out.raw()],
-        bytemuck::bytes_of(&params),
-        grid_threads(dev, n)?,
-    )?;
+    dev.record(&pipe, &[src.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
     Ok(out)
 }
 
@@ -283,12 +248,7 @@ struct MatmulParams {
 }
 
 /// Batched matmul; see [`MatmulDesc`].
-pub fn matmul(
-    dev: &GpuDevice,
-    a: &GpuBuffer,
-    b: &GpuBuffer,
-    d: &MatmulDesc,
-) -> DeviceResult<GpuBuffer> {
+pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> DeviceResult<GpuBuffer> {
     let out_len = d.batch * d.m * d.n;
     let out = dev.alloc(out_len as u64 * 4, "matmul")?;
     if out_len == 0 {
@@ -356,11 +316,7 @@ fn matmul_variant(d: &MatmulDesc) -> (Family, &'static str, usize) {
             return (Family::MatmulVec4, "nt", 8);
         }
     }
-    if d.m >= 64 && d.n >= 64 {
-        (Family::Matmul, "matmul8", 8)
-    } else {
-        (Family::Matmul, "matmul", 4)
-    }
+    if d.m >= 64 && d.n >= 64 { (Family::Matmul, "matmul8", 8) } else { (Family::Matmul, "matmul", 4) }
 }
 
 /// Which reduction [`reduce`] computes.
@@ -398,10 +354,7 @@ pub fn reduce(
         ReduceOp::Sum => None,
     };
     if dim == 0 {
-        return Err(DeviceError::Launch {
-            op: "reduce",
-            msg: "empty reduction dim".into(),
-        });
+        return Err(DeviceError::Launch { op: "reduce", msg: "empty reduction dim".into() });
     }
     let params = DimParams {
         outer: u32_of("reduce", outer)?,
@@ -419,12 +372,7 @@ pub fn reduce(
     };
     let pipe = dev.pipeline(Family::Reduce, entry, &[])?;
     let idx_raw = idx.as_ref().map(|b| b.raw()).unwrap_or(dev.dummy());
-    dev.record(
-        &pipe,
-        &[x.raw(), out.raw(), idx_raw],
-        bytemuck::bytes_of(&params),
-        groups,
-    )?;
+    dev.record(&pipe, &[x.raw(), out.raw(), idx_raw], bytemuck::bytes_of(&params), groups)?;
     Ok((out, idx))
 }
 
@@ -446,23 +394,12 @@ pub fn softmax(
         n: u32_of("softmax", rows)?,
     };
     let pipe = dev.pipeline(Family::Softmax, "softmax", &[("LOG", log as u32)])?;
-    dev.record(
-        &pipe,
-        &[x.raw(), out.raw()],
-        bytemuck::bytes_of(&params),
-        grid_threads(dev, rows)?,
-    )?;
+    dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, rows)?)?;
     Ok(out)
 }
 
 /// out[o, d, i] = (idx[o * inner + i] == d) as f32, for out of shape [outer, dim, inner].
-pub fn index_mask(
-    dev: &GpuDevice,
-    idx: &GpuBuffer,
-    outer: usize,
-    dim: usize,
-    inner: usize,
-) -> DeviceResult<GpuBuffer> {
+pub fn index_mask(dev: &GpuDevice, idx: &GpuBuffer, outer: usize, dim: usize, inner: usize) -> DeviceResult<GpuBuffer> {
     let n = outer * dim * inner;
     let out = dev.alloc(n as u64 * 4, "index_mask")?;
     let params = DimParams {
@@ -472,11 +409,6 @@ pub fn index_mask(
         n: 0,
     };
     let pipe = dev.pipeline(Family::Index, "index_mask", &[])?;
-    dev.record(
-        &pipe,
-        &[idx.raw(), out.raw()],
-        bytemuck::bytes_of(&params),
-        grid_threads(dev, n)?,
-    )?;
+    dev.record(&pipe, &[idx.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
     Ok(out)
 }

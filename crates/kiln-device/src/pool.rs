@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// The usages every pooled storage buffer has.
-pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST);
+pub(crate) const STORAGE_USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 /// Cached (free) bytes above which returned buffers are destroyed instead of kept.
 const MAX_CACHED_BYTES: u64 = 1 << 30;
@@ -59,19 +58,10 @@ impl PoolInner {
 
     /// Takes a free buffer of exactly `bucket` bytes, if one is cached.
     pub(crate) fn take(self: &Arc<Self>, bucket: u64) -> Option<GpuBuffer> {
-        let buf = self
-            .free
-            .lock()
-            .unwrap()
-            .get_mut(&bucket)
-            .and_then(|v| v.pop())?;
+        let buf = self.free.lock().unwrap().get_mut(&bucket).and_then(|v| v.pop())?;
         self.cached.fetch_sub(bucket, Ordering::Relaxed);
         self.live.fetch_add(bucket, Ordering::Relaxed);
-        Some(GpuBuffer {
-            buf: Some(buf),
-            bucket,
-            pool: Arc::downgrade(self),
-        })
+        Some(GpuBuffer { buf: Some(buf), bucket, pool: Arc::downgrade(self) })
     }
 
     /// Wraps a freshly created buffer of `bucket` bytes.
@@ -79,11 +69,7 @@ impl PoolInner {
         self.created.fetch_add(1, Ordering::Relaxed);
         self.live.fetch_add(bucket, Ordering::Relaxed);
         self.note_total();
-        GpuBuffer {
-            buf: Some(buf),
-            bucket,
-            pool: Arc::downgrade(self),
-        }
+        GpuBuffer { buf: Some(buf), bucket, pool: Arc::downgrade(self) }
     }
 
     fn give_back(&self, buf: wgpu::Buffer, bucket: u64) {
@@ -92,12 +78,7 @@ impl PoolInner {
             return; // dropped: wgpu frees it once no submitted work uses it
         }
         self.cached.fetch_add(bucket, Ordering::Relaxed);
-        self.free
-            .lock()
-            .unwrap()
-            .entry(bucket)
-            .or_default()
-            .push(buf);
+        self.free.lock().unwrap().entry(bucket).or_default().push(buf);
     }
 
     /// Drops every cached buffer.

@@ -83,19 +83,13 @@ mod tests {
         for fam in Family::ALL {
             let module = naga::front::wgsl::parse_str(fam.source())
                 .unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));
-            let mut v = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::empty(),
-            );
-            v.validate(&module)
-                .unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));
+            let mut v =
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
+            v.validate(&module).unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));
             // Binding numbers follow the family's declared layout.
             let (ro, rw) = fam.bindings();
-            let mut seen: Vec<u32> = module
-                .global_variables
-                .iter()
-                .filter_map(|(_, g)| g.binding.as_ref().map(|b| b.binding))
-                .collect();
+            let mut seen: Vec<u32> =
+                module.global_variables.iter().filter_map(|(_, g)| g.binding.as_ref().map(|b| b.binding)).collect();
             seen.sort();
             assert_eq!(seen, (0..ro + rw + 1).collect::<Vec<_>>(), "{}", fam.file());
         }

@@ -33,11 +33,7 @@ fn unary_binary_matmul_reduce_roundtrip() {
     let y = kernels::unary(&d, UnaryOp::Exp, 0.0, &bx, x.len()).unwrap();
     let got = f32s(&d, &y, x.len());
     for (g, v) in got.iter().zip(&x) {
-        assert!(
-            (g - v.exp()).abs() <= 1e-5 * v.exp().max(1.0),
-            "{g} vs {}",
-            v.exp()
-        );
+        assert!((g - v.exp()).abs() <= 1e-5 * v.exp().max(1.0), "{g} vs {}", v.exp());
     }
     // broadcast add of a [1000] row onto itself as [1, 1000] + [1000, 1] would be big; use [2, 500] + [500]
     let z = kernels::binary(&d, BinaryOp::Sub, &bx, &bx, &[2, 500], &[500, 1], &[0, 1]).unwrap();
@@ -50,18 +46,7 @@ fn unary_binary_matmul_reduce_roundtrip() {
     let b: Vec<f32> = (0..10).map(|i| (i as f32) * 0.5).collect();
     let ba = d.upload(bytemuck::cast_slice(&a), "t").unwrap();
     let bb = d.upload(bytemuck::cast_slice(&b), "t").unwrap();
-    let desc = MatmulDesc {
-        m: 3,
-        n: 2,
-        k: 5,
-        batch: 1,
-        a_rs: 5,
-        a_cs: 1,
-        a_bs: 0,
-        b_rs: 2,
-        b_cs: 1,
-        b_bs: 0,
-    };
+    let desc = MatmulDesc { m: 3, n: 2, k: 5, batch: 1, a_rs: 5, a_cs: 1, a_bs: 0, b_rs: 2, b_cs: 1, b_bs: 0 };
     let c = f32s(&d, &kernels::matmul(&d, &ba, &bb, &desc).unwrap(), 6);
     for i in 0..3 {
         for j in 0..2 {

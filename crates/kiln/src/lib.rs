@@ -20,8 +20,7 @@
 //! ```
 
 pub use kiln_core::{
-    DType, Device, Dim, Error, GradSlot, NoGradGuard, Result, Tensor, is_grad_enabled, manual_seed,
-    no_grad,
+    DType, Device, Dim, Error, GradSlot, NoGradGuard, Result, Tensor, is_grad_enabled, manual_seed, no_grad,
 };
 pub use kiln_device;
 

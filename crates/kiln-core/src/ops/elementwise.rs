@@ -16,35 +16,17 @@ impl Tensor {
         self.expect_dtype(name, DType::F32)?;
         let storage = match self.storage() {
             Storage::Cpu(_) => Storage::f32_cpu(cpu::unary(op, alpha, self.cpu_f32())),
-            Storage::Gpu(b) => {
-                Storage::gpu(kernels::unary(gpu(self.dev()), op, alpha, b, self.numel())?)
-            }
+            Storage::Gpu(b) => Storage::gpu(kernels::unary(gpu(self.dev()), op, alpha, b, self.numel())?),
         };
         let shape = self.shape().to_vec();
         Ok(if mask {
             Tensor::from_parts(storage, shape, DType::F32, self.device())
         } else {
-            Tensor::from_op(
-                storage,
-                shape,
-                DType::F32,
-                self.device(),
-                Op::Unary {
-                    x: self.clone(),
-                    op,
-                    alpha,
-                },
-            )
+            Tensor::from_op(storage, shape, DType::F32, self.device(), Op::Unary { x: self.clone(), op, alpha })
         })
     }
 
-    fn binary_op(
-        &self,
-        other: &Tensor,
-        name: &'static str,
-        op: BinaryOp,
-        mask: bool,
-    ) -> Result<Tensor> {
+    fn binary_op(&self, other: &Tensor, name: &'static str, op: BinaryOp, mask: bool) -> Result<Tensor> {
         self.expect_dtype(name, DType::F32)?;
         other.expect_dtype(name, DType::F32)?;
         self.same_device(name, other)?;
@@ -53,32 +35,15 @@ impl Tensor {
         let sb = broadcast_strides(other.shape(), &shape);
         let (ms, st) = merge_dims(&shape, &[sa, sb]);
         let storage = match (self.storage(), other.storage()) {
-            (Storage::Gpu(a), Storage::Gpu(b)) => Storage::gpu(kernels::binary(
-                gpu(self.dev()),
-                op,
-                a,
-                b,
-                &ms,
-                &st[0],
-                &st[1],
-            )?),
-            _ => Storage::f32_cpu(cpu::binary(
-                op,
-                self.cpu_f32(),
-                other.cpu_f32(),
-                &ms,
-                &st[0],
-                &st[1],
-            )),
+            (Storage::Gpu(a), Storage::Gpu(b)) => {
+                Storage::gpu(kernels::binary(gpu(self.dev()), op, a, b, &ms, &st[0], &st[1])?)
+            }
+            _ => Storage::f32_cpu(cpu::binary(op, self.cpu_f32(), other.cpu_f32(), &ms, &st[0], &st[1])),
         };
         Ok(if mask {
             Tensor::from_parts(storage, shape, DType::F32, self.device())
         } else {
-            let op = Op::Binary {
-                a: self.clone(),
-                b: other.clone(),
-                op,
-            };
+            let op = Op::Binary { a: self.clone(), b: other.clone(), op };
             Tensor::from_op(storage, shape, DType::F32, self.device(), op)
         })
     }

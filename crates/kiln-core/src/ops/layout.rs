@@ -8,9 +8,7 @@ use crate::autograd::Op;
 use crate::cpu;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::shape::{
-    Dim, broadcast_shapes, broadcast_strides, checked_numel, contiguous_strides, merge_dims,
-};
+use crate::shape::{Dim, broadcast_shapes, broadcast_strides, checked_numel, contiguous_strides, merge_dims};
 use crate::storage::{CpuData, Storage};
 use crate::tensor::Tensor;
 
@@ -21,9 +19,9 @@ impl Tensor {
         Ok(match self.storage() {
             Storage::Gpu(b) => Storage::gpu(kernels::gather(gpu(self.dev()), b, &ms, &st[0], 0)?),
             Storage::Cpu(CpuData::F32(v)) => Storage::f32_cpu(cpu::gather(v, &ms, &st[0], 0)),
-            Storage::Cpu(CpuData::U32(v)) => Storage::Cpu(CpuData::U32(std::sync::Arc::new(
-                cpu::gather(v, &ms, &st[0], 0),
-            ))),
+            Storage::Cpu(CpuData::U32(v)) => {
+                Storage::Cpu(CpuData::U32(std::sync::Arc::new(cpu::gather(v, &ms, &st[0], 0))))
+            }
         })
     }
 
@@ -31,20 +29,10 @@ impl Tensor {
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let n = checked_numel("reshape", shape)?;
         if n != self.numel() {
-            return Err(Error::ShapeMismatch {
-                op: "reshape",
-                lhs: self.shape().to_vec(),
-                rhs: shape.to_vec(),
-            });
+            return Err(Error::ShapeMismatch { op: "reshape", lhs: self.shape().to_vec(), rhs: shape.to_vec() });
         }
         let op = Op::Reshape { x: self.clone() };
-        Ok(Tensor::from_op(
-            self.storage().clone(),
-            shape.to_vec(),
-            self.dtype(),
-            self.device(),
-            op,
-        ))
+        Ok(Tensor::from_op(self.storage().clone(), shape.to_vec(), self.dtype(), self.device(), op))
     }
 
     /// Swaps two dims (a copy: kiln's tensors are always contiguous).
@@ -64,24 +52,14 @@ impl Tensor {
             shape,
             self.dtype(),
             self.device(),
-            Op::Transpose {
-                x: self.clone(),
-                d0: a,
-                d1: b,
-            },
+            Op::Transpose { x: self.clone(), d0: a, d1: b },
         ))
     }
 
     /// The transpose of a 2-D tensor (0-D and 1-D tensors are returned as they are).
     pub fn t(&self) -> Result<Tensor> {
         if self.rank() > 2 {
-            return Err(Error::invalid(
-                "t",
-                format!(
-                    "expects a tensor with <= 2 dims, got shape {:?}",
-                    self.shape()
-                ),
-            ));
+            return Err(Error::invalid("t", format!("expects a tensor with <= 2 dims, got shape {:?}", self.shape())));
         }
         self.transpose(0usize, 1usize)
     }
@@ -93,21 +71,11 @@ impl Tensor {
         }
         let b = broadcast_shapes("broadcast_to", self.shape(), shape)?;
         if b != shape {
-            return Err(Error::ShapeMismatch {
-                op: "broadcast_to",
-                lhs: self.shape().to_vec(),
-                rhs: shape.to_vec(),
-            });
+            return Err(Error::ShapeMismatch { op: "broadcast_to", lhs: self.shape().to_vec(), rhs: shape.to_vec() });
         }
         let strides = broadcast_strides(self.shape(), shape);
         let storage = self.gather_view(shape, &strides)?;
-        Ok(Tensor::from_op(
-            storage,
-            shape.to_vec(),
-            self.dtype(),
-            self.device(),
-            Op::BroadcastTo { x: self.clone() },
-        ))
+        Ok(Tensor::from_op(storage, shape.to_vec(), self.dtype(), self.device(), Op::BroadcastTo { x: self.clone() }))
     }
 
     /// Inserts a size-1 dim at `dim` (0..=rank; negative counts from the end).
@@ -127,10 +95,7 @@ impl Tensor {
             return Ok(self.clone());
         }
         if self.shape()[d] != 1 {
-            return Err(Error::invalid(
-                "squeeze",
-                format!("dim {d} of shape {:?} is not 1", self.shape()),
-            ));
+            return Err(Error::invalid("squeeze", format!("dim {d} of shape {:?} is not 1", self.shape())));
         }
         let mut shape = self.shape().to_vec();
         shape.remove(d);
@@ -162,45 +127,25 @@ impl Tensor {
     }
 
     /// A `U32` tensor of indices to a 0/1 mask of shape [outer, dim, inner] (flat).
-    pub(crate) fn index_mask(
-        idx: &Tensor,
-        outer: usize,
-        dim: usize,
-        inner: usize,
-    ) -> Result<Tensor> {
+    pub(crate) fn index_mask(idx: &Tensor, outer: usize, dim: usize, inner: usize) -> Result<Tensor> {
         idx.expect_dtype("index_mask", DType::U32)?;
         let storage = match idx.storage() {
-            Storage::Gpu(b) => {
-                Storage::gpu(kernels::index_mask(gpu(idx.dev()), b, outer, dim, inner)?)
-            }
-            Storage::Cpu(CpuData::U32(v)) => {
-                Storage::f32_cpu(cpu::index_mask(v, outer, dim, inner))
-            }
+            Storage::Gpu(b) => Storage::gpu(kernels::index_mask(gpu(idx.dev()), b, outer, dim, inner)?),
+            Storage::Cpu(CpuData::U32(v)) => Storage::f32_cpu(cpu::index_mask(v, outer, dim, inner)),
             Storage::Cpu(CpuData::F32(_)) => unreachable!("checked dtype"),
         };
-        Ok(Tensor::from_parts(
-            storage,
-            vec![outer * dim * inner],
-            DType::F32,
-            idx.device(),
-        ))
+        Ok(Tensor::from_parts(storage, vec![outer * dim * inner], DType::F32, idx.device()))
     }
 
     /// One-hot encoding of `U32` labels of shape [N] into an F32 tensor [N, classes].
     pub fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
         labels.expect_dtype("one_hot", DType::U32)?;
         if labels.rank() != 1 {
-            return Err(Error::invalid(
-                "one_hot",
-                format!("labels must be 1-D, got shape {:?}", labels.shape()),
-            ));
+            return Err(Error::invalid("one_hot", format!("labels must be 1-D, got shape {:?}", labels.shape())));
         }
         if let Storage::Cpu(CpuData::U32(v)) = labels.storage() {
             if let Some(&bad) = v.iter().find(|&&l| l as usize >= classes) {
-                return Err(Error::invalid(
-                    "one_hot",
-                    format!("label {bad} is out of range for {classes} classes"),
-                ));
+                return Err(Error::invalid("one_hot", format!("label {bad} is out of range for {classes} classes")));
             }
         }
         Tensor::index_mask(labels, labels.numel(), classes, 1)?.reshape(&[labels.numel(), classes])

@@ -37,17 +37,8 @@ impl Tensor {
             return out.reshape(&[b, m, n]);
         }
         let raw = Tensor::matmul_t(self, false, other, false)?;
-        let op = Op::Matmul {
-            a: self.clone(),
-            b: other.clone(),
-        };
-        Ok(Tensor::from_op(
-            raw.storage().clone(),
-            raw.shape().to_vec(),
-            DType::F32,
-            self.device(),
-            op,
-        ))
+        let op = Op::Matmul { a: self.clone(), b: other.clone() };
+        Ok(Tensor::from_op(raw.storage().clone(), raw.shape().to_vec(), DType::F32, self.device(), op))
     }
 
     /// op(a) @ op(b) where op transposes the last two dims when asked, without copying.
@@ -64,11 +55,7 @@ impl Tensor {
         let (m, ka, a_rs, a_cs, ba, a_size) = dims(a, ta);
         let (kb, n, b_rs, b_cs, bb, b_size) = dims(b, tb);
         if ka != kb || (ba != bb && ba != 1 && bb != 1) {
-            return Err(Error::ShapeMismatch {
-                op: "matmul",
-                lhs: a.shape().to_vec(),
-                rhs: b.shape().to_vec(),
-            });
+            return Err(Error::ShapeMismatch { op: "matmul", lhs: a.shape().to_vec(), rhs: b.shape().to_vec() });
         }
         let batch = ba.max(bb);
         let desc = MatmulDesc {
@@ -83,15 +70,9 @@ impl Tensor {
             b_cs,
             b_bs: if bb == 1 { 0 } else { b_size },
         };
-        let shape = if a.rank() == 2 && b.rank() == 2 {
-            vec![m, n]
-        } else {
-            vec![batch, m, n]
-        };
+        let shape = if a.rank() == 2 && b.rank() == 2 { vec![m, n] } else { vec![batch, m, n] };
         let storage = match (a.storage(), b.storage()) {
-            (Storage::Gpu(x), Storage::Gpu(y)) => {
-                Storage::gpu(kernels::matmul(gpu(a.dev()), x, y, &desc)?)
-            }
+            (Storage::Gpu(x), Storage::Gpu(y)) => Storage::gpu(kernels::matmul(gpu(a.dev()), x, y, &desc)?),
             _ => Storage::f32_cpu(cpu::matmul(a.cpu_f32(), b.cpu_f32(), &desc)),
         };
         Ok(Tensor::from_parts(storage, shape, DType::F32, a.device()))

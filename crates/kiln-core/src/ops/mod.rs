@@ -14,6 +14,5 @@ use crate::device::Device;
 
 /// The GPU device of a tensor whose storage is on the GPU.
 pub(crate) fn gpu(dev: &Device) -> &GpuDevice {
-    dev.as_gpu()
-        .expect("internal: GPU storage on a non-GPU device")
+    dev.as_gpu().expect("internal: GPU storage on a non-GPU device")
 }

@@ -38,26 +38,14 @@ impl Tensor {
             Storage::from_f32(vec![0.0; outer * inner], self.dev(), "sum")?
         } else {
             match self.storage() {
-                Storage::Gpu(b) => Storage::gpu(
-                    kernels::reduce(gpu(self.dev()), ReduceOp::Sum, b, outer, len, inner)?.0,
-                ),
-                Storage::Cpu(_) => {
-                    Storage::f32_cpu(cpu::sum_dim(self.cpu_f32(), outer, len, inner))
+                Storage::Gpu(b) => {
+                    Storage::gpu(kernels::reduce(gpu(self.dev()), ReduceOp::Sum, b, outer, len, inner)?.0)
                 }
+                Storage::Cpu(_) => Storage::f32_cpu(cpu::sum_dim(self.cpu_f32(), outer, len, inner)),
             }
         };
-        let op = Op::Sum {
-            x: self.clone(),
-            dim: d,
-            keepdim,
-        };
-        Ok(Tensor::from_op(
-            storage,
-            shape,
-            DType::F32,
-            self.device(),
-            op,
-        ))
+        let op = Op::Sum { x: self.clone(), dim: d, keepdim };
+        Ok(Tensor::from_op(storage, shape, DType::F32, self.device(), op))
     }
 
     /// Sum of all elements, as a 0-d tensor.
@@ -78,28 +66,17 @@ impl Tensor {
         self.sum_all()?.div_scalar(n as f32)
     }
 
-    fn max_with_index(
-        &self,
-        op: &'static str,
-        d: usize,
-        keepdim: bool,
-    ) -> Result<(Storage, Tensor, Vec<usize>)> {
+    fn max_with_index(&self, op: &'static str, d: usize, keepdim: bool) -> Result<(Storage, Tensor, Vec<usize>)> {
         self.expect_dtype(op, DType::F32)?;
         let (outer, len, inner) = split_at_dim(self.shape(), d);
         if len == 0 || self.numel() == 0 {
-            return Err(Error::invalid(
-                op,
-                format!("cannot reduce an empty dim of shape {:?}", self.shape()),
-            ));
+            return Err(Error::invalid(op, format!("cannot reduce an empty dim of shape {:?}", self.shape())));
         }
         let shape = reduced_shape(self.shape(), d, keepdim);
         let (vals, idx) = match self.storage() {
             Storage::Gpu(b) => {
                 let (v, i) = kernels::reduce(gpu(self.dev()), ReduceOp::Max, b, outer, len, inner)?;
-                (
-                    Storage::gpu(v),
-                    Storage::gpu(i.expect("max returns indices")),
-                )
+                (Storage::gpu(v), Storage::gpu(i.expect("max returns indices")))
             }
             Storage::Cpu(_) => {
                 let (v, i) = cpu::max_dim(self.cpu_f32(), outer, len, inner);
@@ -114,12 +91,7 @@ impl Tensor {
     pub fn max(&self, dim: impl Dim, keepdim: bool) -> Result<Tensor> {
         let d = dim.resolve("max", self.shape())?;
         let (vals, idx, shape) = self.max_with_index("max", d, keepdim)?;
-        let op = Op::Max {
-            x: self.clone(),
-            dim: d,
-            keepdim,
-            idx,
-        };
+        let op = Op::Max { x: self.clone(), dim: d, keepdim, idx };
         Ok(Tensor::from_op(vals, shape, DType::F32, self.device(), op))
     }
 
@@ -137,32 +109,13 @@ impl Tensor {
             self.storage().clone()
         } else {
             match self.storage() {
-                Storage::Gpu(b) => Storage::gpu(kernels::softmax(
-                    gpu(self.dev()),
-                    b,
-                    outer,
-                    len,
-                    inner,
-                    log,
-                )?),
-                Storage::Cpu(_) => {
-                    Storage::f32_cpu(cpu::softmax(self.cpu_f32(), outer, len, inner, log))
-                }
+                Storage::Gpu(b) => Storage::gpu(kernels::softmax(gpu(self.dev()), b, outer, len, inner, log)?),
+                Storage::Cpu(_) => Storage::f32_cpu(cpu::softmax(self.cpu_f32(), outer, len, inner, log)),
             }
         };
         let x = self.clone();
-        let rec = if log {
-            Op::LogSoftmax { x, dim: d }
-        } else {
-            Op::Softmax { x, dim: d }
-        };
-        Ok(Tensor::from_op(
-            storage,
-            self.shape().to_vec(),
-            DType::F32,
-            self.device(),
-            rec,
-        ))
+        let rec = if log { Op::LogSoftmax { x, dim: d } } else { Op::Softmax { x, dim: d } };
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), DType::F32, self.device(), rec))
     }
 
     /// Softmax along `dim` (numerically stable).
