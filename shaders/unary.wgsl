@@ -1,6 +1,6 @@
 // Unary elementwise family: y[i] = f(x[i]) over contiguous f32 arrays, including the scalar
 // forms (x + alpha, x * alpha, x / alpha, x ^ alpha, comparison masks against alpha).
-// The op is chosen by the pipeline-overridable constant OP, so each op compiles to its own
+// OP 18 fills y with alpha without reading x. The op is chosen by the pipeline-overridable constant OP, so each op compiles to its own
 // branch-free pipeline. Large arrays use a 2-D grid: i = gid.x + gid.y * (groups_x * 256).
 
 struct Params {
@@ -67,6 +67,10 @@ fn f(v: f32) -> f32 {
 fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= p.n) {
+        return;
+    }
+    if (OP == 18u) {
+        y[i] = p.alpha; // fill: x is not read
         return;
     }
     y[i] = f(x[i]);

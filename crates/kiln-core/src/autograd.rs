@@ -95,7 +95,8 @@ impl Op {
                     UnaryOp::Abs => g.mul(&x.gt_scalar(0.0)?.sub(&x.lt_scalar(0.0)?)?)?,
                     UnaryOp::RsubScalar => g.neg()?,
                     // Masks are not differentiable (their results never require grad).
-                    UnaryOp::GtScalar
+                    UnaryOp::Fill
+                    | UnaryOp::GtScalar
                     | UnaryOp::LtScalar
                     | UnaryOp::GeScalar
                     | UnaryOp::LeScalar

@@ -36,6 +36,7 @@ pub(crate) fn unary_scalar(op: UnaryOp, alpha: f32, v: f32) -> f32 {
         UnaryOp::EqScalar => b(v == alpha),
         UnaryOp::Abs => v.abs(),
         UnaryOp::RsubScalar => alpha - v,
+        UnaryOp::Fill => alpha,
     }
 }
 

@@ -194,7 +194,11 @@ impl Tensor {
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: f32, dev: &Device) -> Result<Tensor> {
         let n = alloc_numel("full", shape, dev)?;
-        Tensor::from_vec(vec![value; n], shape, dev)
+        let storage = match dev {
+            Device::Cpu => Storage::f32_cpu(vec![value; n]),
+            Device::Gpu(g) => Storage::gpu(kiln_device::kernels::fill(g, value, n)?),
+        };
+        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::F32, dev.clone()))
     }
 
     /// A tensor of zeros.

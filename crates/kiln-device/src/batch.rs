@@ -53,23 +53,46 @@ impl GpuDevice {
         Ok(self.inner.pool.adopt(buf, bucket))
     }
 
-    /// A new storage buffer holding `data` (written at creation, so it is ordered before any
-    /// later use and has no hazard with pending work).
+    /// A storage buffer holding `data`. A free pooled buffer is filled through a staging copy
+    /// recorded in the pending encoder (so it is ordered after every command that may still use
+    /// the buffer); otherwise a new buffer is written at creation (mapped), which has no ordering
+    /// hazard either. Either way the upload joins the pool when it is dropped, and a steady
+    /// training loop stops creating buffers.
     pub fn upload(&self, data: &[u8], op: &str) -> DeviceResult<GpuBuffer> {
         let bucket = self.check_size(data.len() as u64, op)?;
+        let len = data.len().next_multiple_of(4) as u64;
+        let write = |buf: &wgpu::Buffer| -> DeviceResult<()> {
+            if !data.is_empty() {
+                let mut view = buf.get_mapped_range_mut(..len).map_err(|e| DeviceError::Wgpu(format!("{op}: {e}")))?;
+                view.slice(..data.len()).copy_from_slice(data);
+            }
+            buf.unmap();
+            Ok(())
+        };
+        if let Some(dst) = self.inner.pool.take(bucket) {
+            if data.is_empty() {
+                return Ok(dst);
+            }
+            let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kiln upload"),
+                size: len,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::MAP_WRITE,
+                mapped_at_creation: true,
+            });
+            write(&staging)?;
+            let mut p = self.inner.pending.lock().unwrap();
+            p.pass = None;
+            let enc = p.encoder.get_or_insert_with(|| self.inner.device.create_command_encoder(&Default::default()));
+            enc.copy_buffer_to_buffer(&staging, 0, dst.raw(), 0, len);
+            return Ok(dst);
+        }
         let buf = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size: bucket,
             usage: STORAGE_USAGE,
             mapped_at_creation: true,
         });
-        if !data.is_empty() {
-            let mut view = buf
-                .get_mapped_range_mut(..data.len().next_multiple_of(4) as u64)
-                .map_err(|e| DeviceError::Wgpu(format!("{op}: {e}")))?;
-            view.slice(..data.len()).copy_from_slice(data);
-        }
-        buf.unmap();
+        write(&buf)?;
         Ok(self.inner.pool.adopt(buf, bucket))
     }
 

@@ -52,6 +52,8 @@ pub enum UnaryOp {
     Abs = 16,
     /// alpha - x
     RsubScalar = 17,
+    /// alpha (x is not read): see [`fill`]
+    Fill = 18,
 }
 
 /// Binary ops of `binary.wgsl`.
@@ -133,6 +135,15 @@ pub fn unary(dev: &GpuDevice, op: UnaryOp, alpha: f32, x: &GpuBuffer, n: usize) 
     let pipe = dev.pipeline(Family::Unary, "unary", &[("OP", op as u32)])?;
     let params = UnaryParams { n: u32_of("unary", n)?, pad0: 0, alpha, pad1: 0 };
     dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
+    Ok(out)
+}
+
+/// A new buffer of `n` f32 elements, all `value` (one dispatch, no upload).
+pub fn fill(dev: &GpuDevice, value: f32, n: usize) -> DeviceResult<GpuBuffer> {
+    let out = dev.alloc(n as u64 * 4, "fill")?;
+    let pipe = dev.pipeline(Family::Unary, "unary", &[("OP", UnaryOp::Fill as u32)])?;
+    let params = UnaryParams { n: u32_of("fill", n)?, pad0: 0, alpha: value, pad1: 0 };
+    dev.record(&pipe, &[dev.dummy(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
     Ok(out)
 }
 
