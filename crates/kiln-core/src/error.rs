@@ -71,6 +71,48 @@ pub enum Error {
         /// What was wrong.
         msg: String,
     },
+    /// `load_state_dict(strict = true)` found keys missing from, or unexpected in, the file.
+    #[error("load_state_dict: missing keys {missing:?}; unexpected keys {unexpected:?}")]
+    Keys {
+        /// Keys the model has and the state_dict lacks.
+        missing: Vec<String>,
+        /// Keys the state_dict has and the model lacks.
+        unexpected: Vec<String>,
+    },
+    /// A state_dict entry whose shape differs from the model's.
+    #[error("{op}: key {key:?} has shape {got:?} but the model's is {expected:?}")]
+    KeyShape {
+        /// The operation.
+        op: &'static str,
+        /// The key.
+        key: String,
+        /// The model's shape.
+        expected: Vec<usize>,
+        /// The state_dict's shape.
+        got: Vec<usize>,
+    },
+    /// A state_dict entry whose dtype cannot be loaded into the model's.
+    #[error("{op}: key {key:?} has dtype {got} but the model's is {expected}")]
+    KeyDType {
+        /// The operation.
+        op: &'static str,
+        /// The key.
+        key: String,
+        /// The model's dtype.
+        expected: DType,
+        /// The state_dict's dtype (as the file names it).
+        got: String,
+    },
+    /// Reading or writing a file failed, or the file is not what it should be.
+    #[error("{op}: {path}: {msg}")]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// What went wrong.
+        msg: String,
+    },
     /// The GPU layer failed (no adapter, a buffer too large, a wgpu error).
     #[error(transparent)]
     Device(#[from] kiln_device::DeviceError),

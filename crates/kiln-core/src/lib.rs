@@ -23,6 +23,10 @@ mod device;
 mod dtype;
 mod error;
 pub mod functional;
+pub mod io;
+pub mod module;
+mod param;
+mod state;
 mod ops;
 pub mod rng;
 pub mod shape;
@@ -35,6 +39,9 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use rng::manual_seed;
 pub use shape::Dim;
+pub use module::{Entry, LoadReport, Module, ParamCount, VisitField};
+pub use param::{Buffer, Parameter, TrainMode};
+pub use state::StateDict;
 pub use tensor::{GradSlot, Tensor};
 
 /// Lower-level access to the GPU layer (for applications that share a wgpu device).

@@ -15,6 +15,7 @@ use crate::error::Result;
 pub(crate) enum CpuData {
     F32(Arc<Vec<f32>>),
     U32(Arc<Vec<u32>>),
+    I64(Arc<Vec<i64>>),
 }
 
 /// Where the elements are.
@@ -49,17 +50,33 @@ impl Storage {
         })
     }
 
-    /// The raw 32-bit words of `n` elements, copied to the host (a read-back on the GPU).
-    pub(crate) fn to_words(&self, dev: &Device, n: usize) -> Result<Vec<u32>> {
+    /// Creates storage of `dtype` on `dev` from little-endian bytes (`bytes.len()` is a multiple
+    /// of the element size; callers check).
+    pub(crate) fn from_bytes(bytes: &[u8], dtype: DType, dev: &Device, op: &'static str) -> Result<Storage> {
+        Ok(match dev {
+            Device::Gpu(g) => Storage::gpu(g.upload(bytes, op)?),
+            Device::Cpu => Storage::Cpu(match dtype {
+                DType::F32 => CpuData::F32(Arc::new(bytemuck::pod_collect_to_vec(bytes))),
+                DType::U32 => CpuData::U32(Arc::new(bytemuck::pod_collect_to_vec(bytes))),
+                DType::I64 => CpuData::I64(Arc::new(bytemuck::pod_collect_to_vec(bytes))),
+            }),
+        })
+    }
+
+    /// The bytes of `n` elements of `dtype`, copied to the host (a read-back on the GPU).
+    pub(crate) fn to_bytes(&self, dev: &Device, n: usize, dtype: DType) -> Result<Vec<u8>> {
         match (self, dev) {
-            (Storage::Cpu(CpuData::F32(v)), _) => Ok(v.iter().map(|x| x.to_bits()).collect()),
-            (Storage::Cpu(CpuData::U32(v)), _) => Ok(v.as_ref().clone()),
-            (Storage::Gpu(b), Device::Gpu(g)) => {
-                let bytes = g.read(b, (n * 4) as u64)?;
-                Ok(bytemuck::pod_collect_to_vec(&bytes))
-            }
+            (Storage::Cpu(CpuData::F32(v)), _) => Ok(bytemuck::cast_slice(v.as_slice()).to_vec()),
+            (Storage::Cpu(CpuData::U32(v)), _) => Ok(bytemuck::cast_slice(v.as_slice()).to_vec()),
+            (Storage::Cpu(CpuData::I64(v)), _) => Ok(bytemuck::cast_slice(v.as_slice()).to_vec()),
+            (Storage::Gpu(b), Device::Gpu(g)) => Ok(g.read(b, (n * dtype.size_in_bytes()) as u64)?),
             (Storage::Gpu(_), Device::Cpu) => unreachable!("GPU storage on the CPU device"),
         }
+    }
+
+    /// The raw 32-bit words of `n` 32-bit elements.
+    pub(crate) fn to_words(&self, dev: &Device, n: usize) -> Result<Vec<u32>> {
+        Ok(bytemuck::pod_collect_to_vec(&self.to_bytes(dev, n, DType::U32)?))
     }
 
     /// Copies `n` elements of `dtype` to `dev`.
@@ -67,11 +84,7 @@ impl Storage {
         if from == to {
             return Ok(self.clone());
         }
-        let words = self.to_words(from, n)?;
-        Ok(match (to, dtype) {
-            (Device::Cpu, DType::F32) => Storage::f32_cpu(words.into_iter().map(f32::from_bits).collect()),
-            (Device::Cpu, DType::U32) => Storage::Cpu(CpuData::U32(Arc::new(words))),
-            (Device::Gpu(g), _) => Storage::gpu(g.upload(bytemuck::cast_slice(&words), "to")?),
-        })
+        let bytes = self.to_bytes(from, n, dtype)?;
+        Storage::from_bytes(&bytes, dtype, to, "to")
     }
 }

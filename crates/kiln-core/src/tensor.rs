@@ -265,13 +265,48 @@ impl Tensor {
         &self.inner.device
     }
 
-    /// Copies the values to the host in row-major order (U32 values are converted to f32).
+    /// Copies the values to the host in row-major order (integer values are converted to f32).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        let words = self.inner.storage.to_words(&self.inner.device, self.numel())?;
+        let bytes = self.inner.storage.to_bytes(&self.inner.device, self.numel(), self.dtype())?;
         Ok(match self.dtype() {
-            DType::F32 => words.into_iter().map(f32::from_bits).collect(),
-            DType::U32 => words.into_iter().map(|w| w as f32).collect(),
+            DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
+            DType::U32 => bytemuck::pod_collect_to_vec::<u8, u32>(&bytes).into_iter().map(|w| w as f32).collect(),
+            DType::I64 => bytemuck::pod_collect_to_vec::<u8, i64>(&bytes).into_iter().map(|w| w as f32).collect(),
         })
+    }
+
+    /// Copies the values of an `I64` tensor to the host.
+    pub fn to_vec_i64(&self) -> Result<Vec<i64>> {
+        self.expect_dtype("to_vec_i64", DType::I64)?;
+        let bytes = self.inner.storage.to_bytes(&self.inner.device, self.numel(), DType::I64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// An `I64` tensor (counters, PyTorch int64 buffers).
+    pub fn from_vec_i64(data: Vec<i64>, shape: &[usize], dev: &Device) -> Result<Tensor> {
+        check_len("from_vec_i64", data.len(), shape)?;
+        let storage = Storage::from_bytes(bytemuck::cast_slice(&data), DType::I64, dev, "from_vec_i64")?;
+        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::I64, dev.clone()))
+    }
+
+    /// A tensor of `dtype` from its little-endian bytes (as stored in a safetensors file).
+    pub fn from_bytes(bytes: &[u8], dtype: DType, shape: &[usize], dev: &Device) -> Result<Tensor> {
+        let numel = checked_numel("from_bytes", shape)?;
+        if numel.checked_mul(dtype.size_in_bytes()) != Some(bytes.len()) {
+            return Err(Error::DataLength {
+                op: "from_bytes",
+                len: bytes.len() / dtype.size_in_bytes(),
+                shape: shape.to_vec(),
+                numel,
+            });
+        }
+        let storage = Storage::from_bytes(bytes, dtype, dev, "from_bytes")?;
+        Ok(Tensor::from_parts(storage, shape.to_vec(), dtype, dev.clone()))
+    }
+
+    /// The little-endian bytes of the elements (a read-back on the GPU).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.inner.storage.to_bytes(&self.inner.device, self.numel(), self.dtype())
     }
 
     /// Copies the values of a `U32` tensor to the host.

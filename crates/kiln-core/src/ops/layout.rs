@@ -15,6 +15,9 @@ use crate::tensor::Tensor;
 impl Tensor {
     /// Gathers a strided view of this tensor's storage into new contiguous storage.
     fn gather_view(&self, shape: &[usize], strides: &[usize]) -> Result<Storage> {
+        if self.dtype() == DType::I64 {
+            return Err(Error::invalid("transpose/broadcast_to", "I64 tensors can be stored and moved, not rearranged"));
+        }
         let (ms, st) = merge_dims(shape, &[strides.to_vec()]);
         Ok(match self.storage() {
             Storage::Gpu(b) => Storage::gpu(kernels::gather(gpu(self.dev()), b, &ms, &st[0], 0)?),
@@ -22,6 +25,7 @@ impl Tensor {
             Storage::Cpu(CpuData::U32(v)) => {
                 Storage::Cpu(CpuData::U32(std::sync::Arc::new(cpu::gather(v, &ms, &st[0], 0))))
             }
+            Storage::Cpu(CpuData::I64(_)) => unreachable!("checked dtype"),
         })
     }
 
@@ -132,7 +136,7 @@ impl Tensor {
         let storage = match idx.storage() {
             Storage::Gpu(b) => Storage::gpu(kernels::index_mask(gpu(idx.dev()), b, outer, dim, inner)?),
             Storage::Cpu(CpuData::U32(v)) => Storage::f32_cpu(cpu::index_mask(v, outer, dim, inner)),
-            Storage::Cpu(CpuData::F32(_)) => unreachable!("checked dtype"),
+            Storage::Cpu(_) => unreachable!("checked dtype"),
         };
         Ok(Tensor::from_parts(storage, vec![outer * dim * inner], DType::F32, idx.device()))
     }
