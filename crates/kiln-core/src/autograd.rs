@@ -22,8 +22,9 @@ pub(crate) enum Op {
     Unary { x: Tensor, op: UnaryOp, alpha: f32 },
     /// y = f(a, b) with broadcasting.
     Binary { a: Tensor, b: Tensor, op: BinaryOp },
-    /// y = a @ b (2-D, or batched with a possibly broadcast batch).
-    Matmul { a: Tensor, b: Tensor },
+    /// y = op(a) @ op(b) (2-D, or batched with a possibly broadcast batch), where op transposes
+    /// the last two dims when `ta`/`tb` is set (read through strides, never copied).
+    Matmul { a: Tensor, b: Tensor, ta: bool, tb: bool },
     /// y = x with dims d0 and d1 swapped.
     Transpose { x: Tensor, d0: usize, d1: usize },
     /// y = x with another shape (same storage).
@@ -46,7 +47,7 @@ impl Op {
     /// The inputs gradients flow to, in the order `backward` returns them.
     pub(crate) fn inputs(&self) -> Vec<&Tensor> {
         match self {
-            Op::Binary { a, b, .. } | Op::Matmul { a, b } => vec![a, b],
+            Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
             Op::Unary { x, .. }
             | Op::Transpose { x, .. }
             | Op::Reshape { x }
@@ -62,7 +63,7 @@ impl Op {
     /// Every tensor the op holds (for unlinking the graph on drop).
     pub(crate) fn into_inputs(self) -> Vec<Tensor> {
         match self {
-            Op::Binary { a, b, .. } | Op::Matmul { a, b } => vec![a, b],
+            Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
             Op::Max { x, idx, .. } => vec![x, idx],
             Op::Unary { x, .. }
             | Op::Transpose { x, .. }
@@ -121,10 +122,11 @@ impl Op {
                 };
                 vec![Some(ga.sum_to_shape(a.shape())?), Some(gb.sum_to_shape(b.shape())?)]
             }
-            Op::Matmul { a, b } => {
-                // dA = dC @ B^T and dB = A^T @ dC, read transposed in place (no transpose copy).
-                let ga = Tensor::matmul_t(g, false, b, true)?;
-                let gb = Tensor::matmul_t(a, true, g, false)?;
+            Op::Matmul { a, b, ta, tb } => {
+                // C = op(A) op(B): dop(A) = G op(B)^T, dop(B) = op(A)^T G; a transposed operand
+                // takes the transpose of that. All reads are strided: no transpose is copied.
+                let ga = if *ta { Tensor::matmul_t(b, *tb, g, true)? } else { Tensor::matmul_t(g, false, b, !*tb)? };
+                let gb = if *tb { Tensor::matmul_t(g, true, a, *ta)? } else { Tensor::matmul_t(a, !*ta, g, false)? };
                 vec![Some(ga.sum_to_shape(a.shape())?), Some(gb.sum_to_shape(b.shape())?)]
             }
             Op::Transpose { d0, d1, .. } => vec![Some(g.transpose(*d0, *d1)?)],

@@ -122,7 +122,8 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
+    /// An [`Error::Invalid`] for `op`.
+    pub fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
         Error::Invalid { op, msg: msg.into() }
     }
 }

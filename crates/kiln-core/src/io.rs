@@ -92,7 +92,8 @@ pub fn load_safetensors(path: impl AsRef<Path>, dev: &Device) -> Result<StateDic
 /// Parses safetensors bytes into a state_dict on `dev`.
 pub fn from_safetensors_bytes(bytes: &[u8], dev: &Device) -> Result<StateDict> {
     let op = "load_safetensors";
-    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::invalid(op, format!("not a valid safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::invalid(op, format!("not a valid safetensors file: {e}")))?;
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| Error::invalid(op, e.to_string()))?;
     let mut views: Vec<(String, TensorView<'_>)> = st.tensors();
     let offsets = header.tensors();
@@ -114,10 +115,8 @@ pub fn from_safetensors_bytes(bytes: &[u8], dev: &Device) -> Result<StateDict> {
                 Tensor::from_vec(vals, &shape, dev)?
             }
             StDtype::F64 => {
-                let vals = data
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                    .collect();
+                let vals =
+                    data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect();
                 Tensor::from_vec(vals, &shape, dev)?
             }
             other => {

@@ -25,11 +25,11 @@ mod error;
 pub mod functional;
 pub mod io;
 pub mod module;
-mod param;
-mod state;
 mod ops;
+mod param;
 pub mod rng;
 pub mod shape;
+mod state;
 mod storage;
 mod tensor;
 
@@ -37,10 +37,10 @@ pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
 pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};
-pub use rng::manual_seed;
-pub use shape::Dim;
 pub use module::{Entry, LoadReport, Module, ParamCount, VisitField};
 pub use param::{Buffer, Parameter, TrainMode};
+pub use rng::manual_seed;
+pub use shape::Dim;
 pub use state::StateDict;
 pub use tensor::{GradSlot, Tensor};
 

@@ -316,7 +316,8 @@ pub trait Module {
             _ => {}
         });
         let names: HashSet<&str> = targets.iter().map(|(n, _)| n.as_str()).collect();
-        let missing: Vec<String> = targets.iter().filter(|(n, _)| !sd.contains_key(n)).map(|(n, _)| n.clone()).collect();
+        let missing: Vec<String> =
+            targets.iter().filter(|(n, _)| !sd.contains_key(n)).map(|(n, _)| n.clone()).collect();
         let unexpected: Vec<String> = sd.keys().into_iter().filter(|k| !names.contains(k.as_str())).collect();
         if strict && (!missing.is_empty() || !unexpected.is_empty()) {
             return Err(Error::Keys { missing, unexpected });

@@ -165,6 +165,11 @@ impl Tensor {
         }
     }
 
+    /// True when `a` and `b` are handles of the same tensor node.
+    pub fn ptr_eq(a: &Tensor, b: &Tensor) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+
     pub(crate) fn storage(&self) -> &Storage {
         &self.inner.storage
     }

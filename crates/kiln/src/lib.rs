@@ -1,8 +1,9 @@
 //! kiln: train models in Rust on whatever GPU wgpu reaches (Vulkan, Metal, DX12, GL), or on the
 //! CPU, with PyTorch's names and semantics.
 //!
-//! `use kiln::prelude::*;` brings in [`Tensor`], [`DType`], [`Device`], [`no_grad`] and
-//! [`Result`]. Losses live in [`nn::functional`].
+//! `use kiln::prelude::*;` brings in [`Tensor`], [`DType`], [`Device`], [`Parameter`],
+//! [`Buffer`], [`StateDict`], [`Module`] (the trait and its derive macro), [`no_grad`] and
+//! [`Result`]. Layers live in [`nn`], losses in [`nn::functional`], safetensors files in [`io`].
 //!
 //! ```
 //! use kiln::prelude::*;
@@ -19,18 +20,35 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+/// The `Module` trait and `#[derive(Module)]` (one name, as serde does).
+pub use kiln_core::Module;
 pub use kiln_core::{
-    DType, Device, Dim, Error, GradSlot, NoGradGuard, Result, Tensor, is_grad_enabled, manual_seed, no_grad,
+    Buffer, DType, Device, Dim, Error, GradSlot, LoadReport, NoGradGuard, ParamCount, Parameter, Result, StateDict,
+    Tensor, TrainMode, is_grad_enabled, manual_seed, no_grad,
 };
+pub use kiln_derive::Module;
 pub use kiln_device;
+
+/// The module machinery the derive macro refers to (`Entry`, `VisitField`, `VisitFn`).
+pub mod module {
+    pub use kiln_core::module::*;
+}
+
+/// Saving and loading state_dicts as safetensors files (PyTorch's names and layouts).
+pub mod io {
+    pub use kiln_core::io::*;
+}
 
 /// The names most programs need: `use kiln::prelude::*;`.
 pub mod prelude {
-    pub use kiln_core::{DType, Device, Result, Tensor, no_grad};
+    pub use kiln_core::{Buffer, DType, Device, Module, Parameter, Result, StateDict, Tensor, no_grad};
+    pub use kiln_derive::Module;
 }
 
-/// Neural-network building blocks. (Layers and modules arrive with kiln-nn.)
+/// Neural-network building blocks: layers (`Linear`, `ReLU`, `Sequential`, `BatchNorm1d`,
+/// `Dropout`), the `Forward` trait, initialisers, losses.
 pub mod nn {
+    pub use kiln_nn::*;
     /// Stateless functions: losses.
     pub mod functional {
         pub use kiln_core::functional::{cross_entropy, mse_loss};

@@ -16,7 +16,10 @@ impl Tensor {
     /// Gathers a strided view of this tensor's storage into new contiguous storage.
     fn gather_view(&self, shape: &[usize], strides: &[usize]) -> Result<Storage> {
         if self.dtype() == DType::I64 {
-            return Err(Error::invalid("transpose/broadcast_to", "I64 tensors can be stored and moved, not rearranged"));
+            return Err(Error::invalid(
+                "transpose/broadcast_to",
+                "I64 tensors can be stored and moved, not rearranged",
+            ));
         }
         let (ms, st) = merge_dims(shape, &[strides.to_vec()]);
         Ok(match self.storage() {

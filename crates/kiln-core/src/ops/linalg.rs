@@ -36,9 +36,44 @@ impl Tensor {
             let n = out.shape()[1];
             return out.reshape(&[b, m, n]);
         }
-        let raw = Tensor::matmul_t(self, false, other, false)?;
-        let op = Op::Matmul { a: self.clone(), b: other.clone() };
+        self.matmul_op(other, false, false)
+    }
+
+    fn matmul_op(&self, other: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
+        let raw = Tensor::matmul_t(self, ta, other, tb)?;
+        let op = Op::Matmul { a: self.clone(), b: other.clone(), ta, tb };
         Ok(Tensor::from_op(raw.storage().clone(), raw.shape().to_vec(), DType::F32, self.device(), op))
+    }
+
+    /// `x @ weight^T + bias`, PyTorch's `F.linear`: x is [N, in] or [B, N, in], weight
+    /// [out, in] (read transposed in place), bias [out].
+    pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        for t in [x, weight] {
+            t.expect_dtype("linear", DType::F32)?;
+        }
+        x.same_device("linear", weight)?;
+        if weight.rank() != 2 || !(2..=3).contains(&x.rank()) || x.shape()[x.rank() - 1] != weight.shape()[1] {
+            return Err(Error::ShapeMismatch { op: "linear", lhs: x.shape().to_vec(), rhs: weight.shape().to_vec() });
+        }
+        if x.rank() == 3 {
+            let (b, n, k) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+            let y = Tensor::linear(&x.reshape(&[b * n, k])?, weight, bias)?;
+            return y.reshape(&[b, n, weight.shape()[0]]);
+        }
+        let y = x.matmul_op(weight, false, true)?;
+        match bias {
+            Some(b) => {
+                if b.shape() != [weight.shape()[0]] {
+                    return Err(Error::ShapeMismatch {
+                        op: "linear",
+                        lhs: weight.shape().to_vec(),
+                        rhs: b.shape().to_vec(),
+                    });
+                }
+                y.add(b)
+            }
+            None => Ok(y),
+        }
     }
 
     /// op(a) @ op(b) where op transposes the last two dims when asked, without copying.

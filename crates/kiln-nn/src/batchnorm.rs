@@ -1,0 +1,122 @@
+//! `BatchNorm1d`: batch statistics in training mode (updating the running statistics), running
+//! statistics in evaluation mode, as `torch.nn.BatchNorm1d`.
+
+use std::sync::Mutex;
+
+use kiln_core::{Buffer, Device, Error, Parameter, Result, Tensor, TrainMode, no_grad};
+
+use crate::Forward;
+
+/// Batch normalisation over [N, C] or [N, C, L] inputs, per channel C. Parameters `weight`
+/// (ones) and `bias` (zeros); persistent buffers `running_mean` (zeros), `running_var` (ones)
+/// and `num_batches_tracked` (an int64 scalar, saved and loaded as int64 like PyTorch's).
+#[derive(kiln_derive::Module)]
+#[module(crate = "kiln_core")]
+pub struct BatchNorm1d {
+    /// Scale, [C].
+    pub weight: Parameter,
+    /// Shift, [C].
+    pub bias: Parameter,
+    /// Running mean, [C].
+    pub running_mean: Buffer,
+    /// Running (unbiased) variance, [C].
+    pub running_var: Buffer,
+    /// Number of training batches seen (int64, 0-d).
+    pub num_batches_tracked: Buffer,
+    mode: TrainMode,
+    #[module(skip)]
+    eps: f32,
+    #[module(skip)]
+    momentum: f32,
+    /// The counter tensor last written here and its value, so that counting needs no
+    /// read-back unless the buffer was replaced (loaded or moved) since.
+    #[module(skip)]
+    tracked: Mutex<Option<(Tensor, i64)>>,
+}
+
+impl std::fmt::Debug for BatchNorm1d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BatchNorm1d({}, eps={}, momentum={})", self.num_features(), self.eps, self.momentum)
+    }
+}
+
+impl BatchNorm1d {
+    /// PyTorch's defaults: eps 1e-5, momentum 0.1.
+    pub fn new(num_features: usize, dev: &Device) -> Result<BatchNorm1d> {
+        BatchNorm1d::with_options(num_features, 1e-5, 0.1, dev)
+    }
+
+    /// With explicit eps and momentum.
+    pub fn with_options(num_features: usize, eps: f32, momentum: f32, dev: &Device) -> Result<BatchNorm1d> {
+        Ok(BatchNorm1d {
+            weight: Parameter::new(Tensor::ones(&[num_features], dev)?),
+            bias: Parameter::new(Tensor::zeros(&[num_features], dev)?),
+            running_mean: Buffer::new(Tensor::zeros(&[num_features], dev)?),
+            running_var: Buffer::new(Tensor::ones(&[num_features], dev)?),
+            num_batches_tracked: Buffer::new(Tensor::from_vec_i64(vec![0], &[], dev)?),
+            mode: TrainMode::new(),
+            eps,
+            momentum,
+            tracked: Mutex::new(None),
+        })
+    }
+
+    /// C.
+    pub fn num_features(&self) -> usize {
+        self.weight.shape()[0]
+    }
+
+    fn count_batch(&self) -> Result<()> {
+        let cur = self.num_batches_tracked.tensor();
+        let mut tr = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        let v = match &*tr {
+            Some((t, v)) if Tensor::ptr_eq(t, &cur) => *v,
+            _ => cur.to_vec_i64()?[0],
+        };
+        self.num_batches_tracked.set(Tensor::from_vec_i64(vec![v + 1], &[], &cur.device())?)?;
+        *tr = Some((self.num_batches_tracked.tensor(), v + 1));
+        Ok(())
+    }
+}
+
+impl Forward for BatchNorm1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.num_features();
+        let ok = matches!(x.rank(), 2 | 3) && x.shape()[1] == c;
+        if !ok {
+            return Err(Error::ShapeMismatch { op: "BatchNorm1d", lhs: x.shape().to_vec(), rhs: vec![c] });
+        }
+        let three = x.rank() == 3;
+        let cshape: Vec<usize> = if three { vec![1, c, 1] } else { vec![1, c] };
+        let reduce = |t: &Tensor| -> Result<Tensor> {
+            let m = t.mean(0usize, true)?;
+            if three { m.mean(2usize, true) } else { Ok(m) }
+        };
+        let (mean, var) = if self.mode.get() {
+            let n = x.numel() / c;
+            if n <= 1 {
+                return Err(Error::invalid(
+                    "BatchNorm1d",
+                    format!("training needs more than one value per channel, got input shape {:?}", x.shape()),
+                ));
+            }
+            let mean = reduce(x)?;
+            let d = x.sub(&mean)?;
+            let var = reduce(&d.mul(&d)?)?;
+            let m = self.momentum;
+            no_grad(|| -> Result<()> {
+                let rm = self.running_mean.tensor().mul_scalar(1.0 - m)?.add(&mean.reshape(&[c])?.mul_scalar(m)?)?;
+                let unbiased = var.reshape(&[c])?.mul_scalar(n as f32 / (n as f32 - 1.0))?;
+                let rv = self.running_var.tensor().mul_scalar(1.0 - m)?.add(&unbiased.mul_scalar(m)?)?;
+                self.running_mean.set(rm)?;
+                self.running_var.set(rv)?;
+                self.count_batch()
+            })?;
+            (mean, var)
+        } else {
+            (self.running_mean.tensor().reshape(&cshape)?, self.running_var.tensor().reshape(&cshape)?)
+        };
+        let xhat = x.sub(&mean)?.div(&var.add_scalar(self.eps)?.sqrt()?)?;
+        xhat.mul(&self.weight.tensor().reshape(&cshape)?)?.add(&self.bias.tensor().reshape(&cshape)?)
+    }
+}

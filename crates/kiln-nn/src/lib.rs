@@ -1,0 +1,36 @@
+//! kiln-nn: layers with PyTorch's names, shapes and default initialisation.
+//!
+//! Every layer is a [`Module`](kiln_core::Module) (its parameters and buffers are found by
+//! name) and implements [`Forward`]. Names match PyTorch's: `Linear` has `weight` [out, in] and
+//! `bias` [out]; `BatchNorm1d` has `weight`, `bias` and the buffers `running_mean`,
+//! `running_var`, `num_batches_tracked`; `Sequential` names its children "0", "1", ...
+
+mod batchnorm;
+mod dropout;
+pub mod init;
+mod linear;
+mod sequential;
+
+pub use batchnorm::BatchNorm1d;
+pub use dropout::Dropout;
+pub use linear::Linear;
+pub use sequential::{Layer, Sequential};
+
+use kiln_core::{Result, Tensor};
+
+/// A layer's computation: `y = layer.forward(&x)?`.
+pub trait Forward {
+    /// Applies the layer.
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+/// max(x, 0), elementwise. Has no parameters.
+#[derive(Debug, Clone, Copy, Default, kiln_derive::Module)]
+#[module(crate = "kiln_core")]
+pub struct ReLU;
+
+impl Forward for ReLU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.relu()
+    }
+}
