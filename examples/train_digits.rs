@@ -5,13 +5,14 @@
 //! cargo run --release -p kiln-examples --example train_digits -- [--device cpu|gpu|software] [--epochs N] [--seed S]
 //! ```
 //!
-//! The model is written from tensor primitives (matmul, add, relu, cross_entropy) and the Adam
-//! update from tensor ops under `no_grad`, so it shows what autograd does underneath; the `nn`
-//! and `optim` modules package the same thing.
+//! The model is a `#[derive(Module)]` struct of `nn::Linear` layers (PyTorch's layout and
+//! default init); the Adam update is written here from tensor ops under `no_grad`, writing each
+//! parameter in place through its handle.
 
 use std::time::Instant;
 
 use kiln::nn::functional::cross_entropy;
+use kiln::nn::{Forward, Linear};
 use kiln::prelude::*;
 use kiln_examples::{default_path, load_digits};
 
@@ -63,19 +64,24 @@ impl Lcg {
     }
 }
 
-/// A linear layer's parameters with PyTorch's default init: U(-1/sqrt(in), 1/sqrt(in)).
-fn linear(fan_in: usize, fan_out: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
-    let bound = 1.0 / (fan_in as f32).sqrt();
-    let u = |shape: &[usize]| -> Result<Tensor> {
-        Ok(Tensor::rand(shape, dev)?.mul_scalar(2.0 * bound)?.sub_scalar(bound)?.set_requires_grad(true))
-    };
-    Ok((u(&[fan_in, fan_out])?, u(&[fan_out])?))
+/// The MLP 64-128-128-10 with ReLU.
+#[derive(Module)]
+struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+    fc3: Linear,
 }
 
-fn forward(p: &[Tensor], x: &Tensor) -> Result<Tensor> {
-    let h = x.matmul(&p[0])?.add(&p[1])?.relu()?;
-    let h = h.matmul(&p[2])?.add(&p[3])?.relu()?;
-    h.matmul(&p[4])?.add(&p[5])
+impl Mlp {
+    fn new(dev: &Device) -> Result<Mlp> {
+        Ok(Mlp { fc1: Linear::new(64, 128, dev)?, fc2: Linear::new(128, 128, dev)?, fc3: Linear::new(128, 10, dev)? })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.fc1.forward(x)?.relu()?;
+        let h = self.fc2.forward(&h)?.relu()?;
+        self.fc3.forward(&h)
+    }
 }
 
 /// Adam (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8), written with tensor ops.
@@ -87,18 +93,18 @@ struct Adam {
 }
 
 impl Adam {
-    fn step(&mut self, params: &mut [Tensor]) -> Result<()> {
+    fn step(&mut self, params: &[Parameter]) -> Result<()> {
         let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
         self.t += 1;
         let (c1, c2) = (1.0 - b1.powi(self.t), 1.0 - b2.powi(self.t));
         no_grad(|| {
-            for (i, p) in params.iter_mut().enumerate() {
+            for (i, p) in params.iter().enumerate() {
                 let Some(g) = p.grad() else { continue };
                 self.m[i] = self.m[i].mul_scalar(b1)?.add(&g.mul_scalar(1.0 - b1)?)?;
                 self.v[i] = self.v[i].mul_scalar(b2)?.add(&g.mul(&g)?.mul_scalar(1.0 - b2)?)?;
                 let denom = self.v[i].div_scalar(c2)?.sqrt()?.add_scalar(eps)?;
                 let upd = self.m[i].div(&denom)?.mul_scalar(self.lr / c1)?;
-                *p = p.sub(&upd)?.set_requires_grad(true);
+                p.set(p.tensor().sub(&upd)?)?;
             }
             Ok(())
         })
@@ -130,11 +136,10 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
         (x, idx.iter().map(|&i| data.y[i]).collect())
     };
 
-    let (l1w, l1b) = linear(64, 128, &dev)?;
-    let (l2w, l2b) = linear(128, 128, &dev)?;
-    let (l3w, l3b) = linear(128, 10, &dev)?;
-    let mut params = vec![l1w, l1b, l2w, l2b, l3w, l3b];
-    let zeros = |p: &Tensor| Tensor::zeros(p.shape(), &dev);
+    let model = Mlp::new(&dev)?;
+    let params = model.parameters();
+    println!("model: {} parameters", model.num_parameters().total);
+    let zeros = |p: &Parameter| Tensor::zeros(&p.shape(), &dev);
     let mut opt = Adam {
         lr: 1e-3,
         m: params.iter().map(zeros).collect::<Result<_>>()?,
@@ -153,12 +158,10 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
             let (xb, yb) = rows(chunk);
             let x = Tensor::from_vec(xb, &[chunk.len(), 64], &dev)?;
             let y = Tensor::from_labels(&yb, &dev)?;
-            for p in &params {
-                p.zero_grad();
-            }
-            let loss = cross_entropy(&forward(&params, &x)?, &y)?;
+            model.zero_grad();
+            let loss = cross_entropy(&model.forward(&x)?, &y)?;
             loss.backward()?;
-            opt.step(&mut params)?;
+            opt.step(&params)?;
             total = total.add(&loss.detach())?; // stays on the device: one read-back per epoch
             batches += 1;
         }
@@ -170,7 +173,8 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
     let (xt, yt) = rows(test_idx);
     let x = Tensor::from_vec(xt, &[test_idx.len(), 64], &dev)?;
-    let pred = no_grad(|| forward(&params, &x)?.argmax(1))?.to_vec_u32()?;
+    model.eval();
+    let pred = no_grad(|| model.forward(&x)?.argmax(1))?.to_vec_u32()?;
     let correct = pred.iter().zip(&yt).filter(|(p, y)| p == y).count();
     let acc = correct as f64 / yt.len() as f64;
     println!("test accuracy {:.2}% ({correct}/{}), {train_s:.2} s training", acc * 100.0, yt.len());

@@ -227,8 +227,11 @@ device_test!(freezing_and_counting, |dev| {
     assert!(!c.named_parameters().iter().any(|(n, _)| n.contains("running")));
     // The non-persistent buffer is not saved.
     assert!(!c.state_dict().contains_key("offset"));
-    assert_eq!(c.named_module_names(), ["", "encoder", "bn", "head", "head.0", "head.1", "head.2"]);
-    assert_eq!(c.children_names(), ["encoder", "bn", "head"]);
+    let names: Vec<String> = c.named_modules().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["", "encoder", "bn", "head", "head.0", "head.1", "head.2"]);
+    let kids = c.children();
+    assert_eq!(kids.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["encoder", "bn", "head"]);
+    assert_eq!(kids[2].1.parameters().len(), 4, "a child is a module like any other");
 });
 
 device_test!(tied_weights_appear_once_but_save_under_both_names, |dev| {

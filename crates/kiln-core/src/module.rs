@@ -184,19 +184,23 @@ pub trait Module {
         });
     }
 
-    /// The names of this module ("") and of every descendant module, parents first.
-    fn named_module_names(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        self.apply(&mut |n, _| out.push(n.to_string()));
+    /// This module ("") and every descendant module with its dotted name, parents first.
+    fn named_modules(&self) -> Vec<(String, &dyn Module)> {
+        let mut out: Vec<(String, &dyn Module)> = vec![(String::new(), self.as_dyn())];
+        walk(self.as_dyn(), "", &mut |n, e| {
+            if let Entry::Module(m) = e {
+                out.push((n.to_string(), m))
+            }
+        });
         out
     }
 
-    /// The names of the direct children.
-    fn children_names(&self) -> Vec<String> {
-        let mut out = Vec::new();
+    /// The direct child modules with their names.
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        let mut out: Vec<(String, &dyn Module)> = Vec::new();
         self.visit(&mut |n, e| {
-            if let Entry::Module(_) = e {
-                out.push(n.to_string())
+            if let Entry::Module(m) = e {
+                out.push((n.to_string(), m))
             }
         });
         out

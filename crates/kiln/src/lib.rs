@@ -54,3 +54,8 @@ pub mod nn {
         pub use kiln_core::functional::{cross_entropy, mse_loss};
     }
 }
+
+/// The README's code, compiled and run as a doctest so that the first page stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
