@@ -57,7 +57,8 @@ device_test!(orthogonal_gives_orthonormal_rows_or_columns, |dev| {
         init::orthogonal_(&p, 1.5)?;
         let v = p.tensor().to_vec()?;
         // For tall matrices Q^T Q = gain^2 I; for wide ones Q Q^T = gain^2 I.
-        let (n, m, at): (usize, usize, Box<dyn Fn(usize, usize) -> f64>) = if r >= c {
+        type At<'a> = Box<dyn Fn(usize, usize) -> f64 + 'a>;
+        let (n, m, at): (usize, usize, At) = if r >= c {
             (c, r, Box::new(|i, k| v[k * c + i] as f64))
         } else {
             (r, c, Box::new(|i, k| v[i * c + k] as f64))
