@@ -42,7 +42,7 @@ pub use param::{Buffer, Parameter, TrainMode};
 pub use rng::manual_seed;
 pub use shape::Dim;
 pub use state::StateDict;
-pub use tensor::{GradSlot, Tensor};
+pub use tensor::{GradSlot, RawStorage, Tensor};
 
 /// Lower-level access to the GPU layer (for applications that share a wgpu device).
 pub use kiln_device;

@@ -92,6 +92,18 @@ impl std::fmt::Debug for Tensor {
     }
 }
 
+/// Direct access to a tensor's elements, for extension crates that launch their own fused
+/// kernels (the optimizers do). The storage must not be written through this view: tensors are
+/// immutable.
+pub enum RawStorage<'a> {
+    /// f32 elements in host memory.
+    CpuF32(&'a [f32]),
+    /// A GPU buffer (of the tensor's dtype, row-major).
+    Gpu(&'a kiln_device::GpuBuffer),
+    /// Host storage of another dtype.
+    CpuOther,
+}
+
 /// Checks that `len` values fill `shape` exactly.
 fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
     let numel = checked_numel(op, shape)?;
@@ -163,6 +175,28 @@ impl Tensor {
                 grad_slot: Some(slot),
             }),
         }
+    }
+
+    /// The elements, for fused kernels in extension crates (see [`RawStorage`]).
+    pub fn raw_storage(&self) -> RawStorage<'_> {
+        match &self.inner.storage {
+            Storage::Cpu(CpuData::F32(v)) => RawStorage::CpuF32(v),
+            Storage::Cpu(_) => RawStorage::CpuOther,
+            Storage::Gpu(b) => RawStorage::Gpu(b),
+        }
+    }
+
+    /// An F32 tensor over a GPU buffer that a fused kernel wrote (`dev` must be that buffer's
+    /// device and the buffer must hold at least `shape`'s elements).
+    pub fn from_gpu_buffer(buf: kiln_device::GpuBuffer, shape: &[usize], dev: &Device) -> Result<Tensor> {
+        let n = checked_numel("from_gpu_buffer", shape)?;
+        if !dev.is_gpu() || buf.bucket_bytes() < (n * 4) as u64 {
+            return Err(Error::invalid(
+                "from_gpu_buffer",
+                format!("a buffer of {} bytes on {dev} cannot hold shape {shape:?}", buf.bucket_bytes()),
+            ));
+        }
+        Ok(Tensor::from_parts(Storage::gpu(buf), shape.to_vec(), DType::F32, dev.clone()))
     }
 
     /// True when `a` and `b` are handles of the same tensor node.

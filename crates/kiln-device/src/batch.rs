@@ -153,7 +153,12 @@ impl GpuDevice {
 
     /// A buffer to bind where a kernel ignores one of its family's bindings.
     pub(crate) fn dummy(&self) -> &wgpu::Buffer {
-        &self.inner.dummy
+        &self.inner.dummies[0]
+    }
+
+    /// The i-th (0..3) distinct placeholder buffer.
+    pub(crate) fn dummy_n(&self, i: usize) -> &wgpu::Buffer {
+        &self.inner.dummies[i]
     }
 
     fn flush_locked(&self, p: &mut Pending) -> DeviceResult<()> {

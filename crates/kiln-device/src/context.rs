@@ -68,8 +68,9 @@ pub(crate) struct Inner {
     /// Uniform arena: each batch's kernel parameters, written once at submit.
     pub(crate) arena: wgpu::Buffer,
     pub(crate) uniform_align: u64,
-    /// A small buffer bound where a kernel does not use one of its family's bindings.
-    pub(crate) dummy: wgpu::Buffer,
+    /// Small buffers bound where a kernel does not use some of its family's bindings (distinct,
+    /// so that no two writable bindings of one dispatch alias).
+    pub(crate) dummies: [wgpu::Buffer; 3],
     /// The first wgpu error reported since the last check.
     pub(crate) error: Arc<Mutex<Option<String>>>,
 }
@@ -222,11 +223,13 @@ impl GpuDevice {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("kiln dummy"),
-            size: 16,
-            usage: crate::pool::STORAGE_USAGE,
-            mapped_at_creation: false,
+        let dummies = [0, 1, 2].map(|_| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kiln dummy"),
+                size: 16,
+                usage: crate::pool::STORAGE_USAGE,
+                mapped_at_creation: false,
+            })
         });
         GpuDevice {
             inner: Arc::new(Inner {
@@ -241,7 +244,7 @@ impl GpuDevice {
                 pending: Mutex::new(Pending::default()),
                 arena,
                 uniform_align,
-                dummy,
+                dummies,
                 error,
             }),
         }

@@ -19,11 +19,13 @@ pub enum Family {
     Copy,
     /// `index.wgsl`: indices to 0/1 masks.
     Index,
+    /// `optim.wgsl`: fused optimizer updates (SGD, Adam/AdamW).
+    Optim,
 }
 
 impl Family {
     /// Every family, for validation tests.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Unary,
         Family::Binary,
         Family::Matmul,
@@ -32,6 +34,7 @@ impl Family {
         Family::Softmax,
         Family::Copy,
         Family::Index,
+        Family::Optim,
     ];
 
     /// The WGSL source text.
@@ -45,6 +48,7 @@ impl Family {
             Family::Softmax => include_str!("../../../shaders/softmax.wgsl"),
             Family::Copy => include_str!("../../../shaders/copy.wgsl"),
             Family::Index => include_str!("../../../shaders/index.wgsl"),
+            Family::Optim => include_str!("../../../shaders/optim.wgsl"),
         }
     }
 
@@ -59,6 +63,7 @@ impl Family {
             Family::Softmax => "softmax.wgsl",
             Family::Copy => "copy.wgsl",
             Family::Index => "index.wgsl",
+            Family::Optim => "optim.wgsl",
         }
     }
 
@@ -69,6 +74,7 @@ impl Family {
             Family::Unary | Family::Softmax | Family::Copy | Family::Index => (1, 1),
             Family::Binary | Family::Matmul | Family::MatmulVec4 => (2, 1),
             Family::Reduce => (1, 2),
+            Family::Optim => (2, 4),
         }
     }
 }

@@ -39,6 +39,11 @@ pub mod io {
     pub use kiln_core::io::*;
 }
 
+/// Optimizers (SGD, Adam, AdamW) with fused GPU updates, LR schedulers, gradient clipping.
+pub mod optim {
+    pub use kiln_optim::*;
+}
+
 /// The names most programs need: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use kiln_core::{Buffer, DType, Device, Module, Parameter, Result, StateDict, Tensor, no_grad};
