@@ -39,6 +39,8 @@ pub mod io {
     pub use kiln_core::io::*;
 }
 
+pub mod data;
+
 /// Optimizers (SGD, Adam, AdamW) with fused GPU updates, LR schedulers, gradient clipping.
 pub mod optim {
     pub use kiln_optim::*;
