@@ -54,6 +54,16 @@ pub fn manual_seed(seed: u64) {
     *RNG.lock().unwrap() = Some(Xoshiro::seeded(seed));
 }
 
+/// The generator's state, for checkpoints (restore it with [`set_state`]).
+pub fn state() -> [u64; 4] {
+    with_rng(|r| r.0)
+}
+
+/// Restores a state from [`state`] (an all-zero state, which xoshiro cannot leave, reseeds).
+pub fn set_state(s: [u64; 4]) {
+    *RNG.lock().unwrap() = Some(if s == [0; 4] { Xoshiro::seeded(0) } else { Xoshiro(s) });
+}
+
 /// `n` samples uniform in [0, 1).
 pub fn uniform_vec(n: usize) -> Vec<f32> {
     with_rng(|r| (0..n).map(|_| r.uniform()).collect())

@@ -24,7 +24,7 @@
 pub use kiln_core::Module;
 pub use kiln_core::{
     Buffer, DType, Device, Dim, Error, GradSlot, LoadReport, NoGradGuard, ParamCount, Parameter, Result, StateDict,
-    Tensor, TrainMode, is_grad_enabled, manual_seed, no_grad,
+    Tensor, TrainMode, is_grad_enabled, manual_seed, no_grad, rng,
 };
 pub use kiln_derive::Module;
 pub use kiln_device;
@@ -40,6 +40,7 @@ pub mod io {
 }
 
 pub mod data;
+pub mod train;
 
 /// Optimizers (SGD, Adam, AdamW) with fused GPU updates, LR schedulers, gradient clipping.
 pub mod optim {
