@@ -1,67 +1,50 @@
 //! Helpers shared by kiln's examples: the bundled digits data set.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The digits data: `x` is n x 64 pixel values in 0..=16, `y` the labels 0..=9.
-pub struct Digits {
-    /// Pixels, row-major, 64 per sample.
-    pub x: Vec<f32>,
-    /// Labels.
-    pub y: Vec<u32>,
-}
-
-impl Digits {
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.y.len()
-    }
-
-    /// True when there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.y.is_empty()
-    }
-}
+use kiln::data::{Dataset, TensorDataset, permutation, read_csv};
 
 /// Where the bundled file lives in the repository.
 pub fn default_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/digits.csv.gz")
 }
 
-/// Reads `digits.csv.gz` (64 pixel columns, then the label).
-pub fn load_digits(path: &Path) -> Result<Digits, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(file).read_to_string(&mut text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut d = Digits { x: Vec::new(), y: Vec::new() };
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let vals: Vec<&str> = line.split(',').collect();
-        if vals.len() != 65 {
-            return Err(format!("{}: line {}: expected 65 columns, found {}", path.display(), i + 1, vals.len()));
-        }
-        for v in &vals[..64] {
-            d.x.push(v.trim().parse::<f32>().map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?);
-        }
-        let label: u32 = vals[64].trim().parse().map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
-        if label > 9 {
-            return Err(format!("{}: line {}: label {label} is not a digit", path.display(), i + 1));
-        }
-        d.y.push(label);
+/// The digits as (train, test) datasets: pixels scaled to [0, 1] (divided by 16), labels
+/// 0..9, split 80/20 by a permutation seeded with `seed`.
+pub fn digits(path: &Path, seed: u64) -> kiln::Result<(TensorDataset, TensorDataset)> {
+    let mut csv = read_csv(path, false)?;
+    if csv.cols != 65 {
+        return Err(kiln::Error::Io {
+            op: "digits",
+            path: path.display().to_string(),
+            msg: format!("expected 65 columns (64 pixels and a label), found {}", csv.cols),
+        });
     }
-    Ok(d)
+    for r in 0..csv.rows {
+        for v in &mut csv.values[r * 65..r * 65 + 64] {
+            *v /= 16.0;
+        }
+    }
+    let all = csv.into_dataset(64)?;
+    let order = permutation(all.len(), seed ^ 0x5eed);
+    let n_train = all.len() * 4 / 5;
+    Ok((all.subset(&order[..n_train])?, all.subset(&order[n_train..])?))
 }
 
 #[cfg(test)]
 mod tests {
+    use kiln::data::Dataset;
+
     #[test]
-    fn bundled_digits_load() {
-        let d = super::load_digits(&super::default_path()).unwrap();
-        assert_eq!(d.len(), 1797);
-        assert_eq!(d.x.len(), 1797 * 64);
-        assert!(d.x.iter().all(|&v| (0.0..=16.0).contains(&v)));
+    fn bundled_digits_load_and_split() {
+        let (train, test) = super::digits(&super::default_path(), 0).unwrap();
+        assert_eq!((train.len(), test.len()), (1437, 360));
+        let b = train.get_batch(&(0..train.len()).collect::<Vec<_>>()).unwrap();
+        assert!(b.x.iter().all(|&v| (0.0..=1.0).contains(&v)));
+        let kiln::data::Targets::Labels(l) = b.y else { panic!("labels") };
         for c in 0..10 {
-            let n = d.y.iter().filter(|&&l| l == c).count();
-            assert!((170..=190).contains(&n), "class {c}: {n}");
+            let n = l.iter().filter(|&&x| x == c).count();
+            assert!((120..=165).contains(&n), "class {c}: {n}");
         }
     }
 }
