@@ -59,6 +59,8 @@ fn f(v: f32) -> f32 {
         case 15u: { return select(0.0, 1.0, v == p.alpha); }
         case 16u: { return abs(v); }
         case 17u: { return p.alpha - v; }
+        // softplus, stable for any v: max(v, 0) + log(1 + exp(-|v|)).
+        case 19u: { return max(v, 0.0) + log(1.0 + exp(-abs(v))); }
         default: { return v; }
     }
 }

@@ -41,6 +41,8 @@ pub(crate) enum Op {
     LogSoftmax { x: Tensor, dim: usize },
     /// y = x copied to another device.
     ToDevice { x: Tensor },
+    /// y[r] = logsumexp(x[r]) - x[r, labels[r]] (0 for ignored rows), fused; lse saved.
+    CrossEntropyRows { x: Tensor, labels: Tensor, lse: Tensor, ignore: Option<u32> },
 }
 
 impl Op {
@@ -56,6 +58,7 @@ impl Op {
             | Op::Max { x, .. }
             | Op::Softmax { x, .. }
             | Op::LogSoftmax { x, .. }
+            | Op::CrossEntropyRows { x, .. }
             | Op::ToDevice { x } => vec![x],
         }
     }
@@ -65,6 +68,7 @@ impl Op {
         match self {
             Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
             Op::Max { x, idx, .. } => vec![x, idx],
+            Op::CrossEntropyRows { x, labels, lse, .. } => vec![x, labels, lse],
             Op::Unary { x, .. }
             | Op::Transpose { x, .. }
             | Op::Reshape { x }
@@ -95,6 +99,7 @@ impl Op {
                     UnaryOp::PowScalar => g.mul(&x.powf(*alpha - 1.0)?.mul_scalar(*alpha)?)?,
                     UnaryOp::Abs => g.mul(&x.gt_scalar(0.0)?.sub(&x.lt_scalar(0.0)?)?)?,
                     UnaryOp::RsubScalar => g.neg()?,
+                    UnaryOp::Softplus => g.mul(&x.sigmoid()?)?,
                     // Masks are not differentiable (their results never require grad).
                     UnaryOp::Fill
                     | UnaryOp::GtScalar
@@ -153,6 +158,9 @@ impl Op {
                 vec![Some(g.sub(&out.exp()?.mul(&s)?)?)]
             }
             Op::ToDevice { x } => vec![Some(g.to(x.dev())?)],
+            Op::CrossEntropyRows { x, labels, lse, ignore } => {
+                vec![Some(Tensor::cross_entropy_backward(x, labels, lse, g, *ignore)?)]
+            }
         })
     }
 }

@@ -37,6 +37,7 @@ pub(crate) fn unary_scalar(op: UnaryOp, alpha: f32, v: f32) -> f32 {
         UnaryOp::Abs => v.abs(),
         UnaryOp::RsubScalar => alpha - v,
         UnaryOp::Fill => alpha,
+        UnaryOp::Softplus => v.max(0.0) + (1.0 + (-v.abs()).exp()).ln(),
     }
 }
 
@@ -198,4 +199,49 @@ pub(crate) fn index_mask(idx: &[u32], outer: usize, dim: usize, inner: usize) ->
         }
     }
     out
+}
+
+/// Fused cross-entropy rows (as `ce_rows` in loss.wgsl): (loss, logsumexp) per row.
+pub(crate) fn ce_rows(x: &[f32], labels: &[u32], classes: usize, ignore: Option<u32>) -> (Vec<f32>, Vec<f32>) {
+    let rows = labels.len();
+    let mut loss = vec![0f32; rows];
+    let mut lse = vec![0f32; rows];
+    for r in 0..rows {
+        let row = &x[r * classes..(r + 1) * classes];
+        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let s: f32 = row.iter().map(|v| (v - m).exp()).sum();
+        lse[r] = m + s.ln();
+        let l = labels[r];
+        loss[r] = if Some(l) == ignore {
+            0.0
+        } else if l as usize >= classes {
+            f32::NAN
+        } else {
+            lse[r] - row[l as usize]
+        };
+    }
+    (loss, lse)
+}
+
+/// Backward of [`ce_rows`]: (softmax - onehot) * g[row], 0 on ignored rows.
+pub(crate) fn ce_backward(
+    x: &[f32],
+    labels: &[u32],
+    lse: &[f32],
+    g: &[f32],
+    classes: usize,
+    ignore: Option<u32>,
+) -> Vec<f32> {
+    let mut dx = vec![0f32; x.len()];
+    for (r, &l) in labels.iter().enumerate() {
+        if Some(l) == ignore {
+            continue;
+        }
+        for c in 0..classes {
+            let i = r * classes + c;
+            let onehot = if c as u32 == l { 1.0 } else { 0.0 };
+            dx[i] = ((x[i] - lse[r]).exp() - onehot) * g[r];
+        }
+    }
+    dx
 }

@@ -1,7 +1,7 @@
 //! `Tensor`: a cheap handle (`Arc`) to immutable storage plus shape, dtype and device, and,
 //! when it was produced by an op that needs gradients, the autograd node that made it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::autograd::{Op, is_grad_enabled};
 use crate::device::Device;
@@ -51,6 +51,9 @@ pub(crate) struct TensorInner {
     pub(crate) grad_fn: Option<Box<Op>>,
     /// For leaves that require grad: where the gradient lands.
     pub(crate) grad_slot: Option<Arc<GradSlot>>,
+    /// For U32 tensors made from host data: the largest value + 1 (every value is below it).
+    /// Lets label checks run on the GPU with no read-back.
+    pub(crate) index_bound: OnceLock<u32>,
 }
 
 impl Drop for TensorInner {
@@ -142,6 +145,7 @@ impl Tensor {
                 requires_grad: false,
                 grad_fn: None,
                 grad_slot: None,
+                index_bound: OnceLock::new(),
             }),
         }
     }
@@ -158,6 +162,7 @@ impl Tensor {
                 requires_grad: needs,
                 grad_fn: if needs { Some(Box::new(op)) } else { None },
                 grad_slot: None,
+                index_bound: OnceLock::new(),
             }),
         }
     }
@@ -173,6 +178,7 @@ impl Tensor {
                 requires_grad: true,
                 grad_fn: None,
                 grad_slot: Some(slot),
+                index_bound: OnceLock::new(),
             }),
         }
     }
@@ -206,6 +212,20 @@ impl Tensor {
 
     pub(crate) fn storage(&self) -> &Storage {
         &self.inner.storage
+    }
+
+    /// For a U32 tensor made from host data: the largest value + 1, known without reading the
+    /// device.
+    pub fn index_bound(&self) -> Option<u32> {
+        self.inner.index_bound.get().copied()
+    }
+
+    /// Records the index bound (on a freshly made tensor).
+    pub(crate) fn with_index_bound(self, bound: Option<u32>) -> Tensor {
+        if let Some(b) = bound {
+            let _ = self.inner.index_bound.set(b);
+        }
+        self
     }
 
     /// A process-unique identity of this handle's node (equal for clones).
@@ -265,14 +285,16 @@ impl Tensor {
     /// A 1-D tensor of integer class labels (`DType::U32`).
     pub fn from_labels(data: &[u32], dev: &Device) -> Result<Tensor> {
         let storage = Storage::from_u32(data.to_vec(), dev, "from_labels")?;
-        Ok(Tensor::from_parts(storage, vec![data.len()], DType::U32, dev.clone()))
+        let bound = data.iter().max().map(|m| m.saturating_add(1)).unwrap_or(0);
+        Ok(Tensor::from_parts(storage, vec![data.len()], DType::U32, dev.clone()).with_index_bound(Some(bound)))
     }
 
     /// A `U32` tensor of any shape.
     pub fn from_vec_u32(data: Vec<u32>, shape: &[usize], dev: &Device) -> Result<Tensor> {
         check_len("from_vec_u32", data.len(), shape)?;
+        let bound = data.iter().max().map(|m| m.saturating_add(1)).unwrap_or(0);
         let storage = Storage::from_u32(data, dev, "from_vec_u32")?;
-        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::U32, dev.clone()))
+        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::U32, dev.clone()).with_index_bound(Some(bound)))
     }
 
     /// The shape.
@@ -372,7 +394,14 @@ impl Tensor {
             return Ok(self.clone());
         }
         let storage = self.inner.storage.to_device(self.dev(), dev, self.numel(), self.dtype())?;
-        Ok(Tensor::from_op(storage, self.shape().to_vec(), self.dtype(), dev.clone(), Op::ToDevice { x: self.clone() }))
+        let t = Tensor::from_op(
+            storage,
+            self.shape().to_vec(),
+            self.dtype(),
+            dev.clone(),
+            Op::ToDevice { x: self.clone() },
+        );
+        Ok(t.with_index_bound(self.index_bound()))
     }
 
     /// Whether gradients flow to (a leaf) or through (a result) this tensor.

@@ -21,11 +21,13 @@ pub enum Family {
     Index,
     /// `optim.wgsl`: fused optimizer updates (SGD, Adam/AdamW).
     Optim,
+    /// `loss.wgsl`: fused softmax cross-entropy, forward and backward.
+    Loss,
 }
 
 impl Family {
     /// Every family, for validation tests.
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Unary,
         Family::Binary,
         Family::Matmul,
@@ -35,6 +37,7 @@ impl Family {
         Family::Copy,
         Family::Index,
         Family::Optim,
+        Family::Loss,
     ];
 
     /// The WGSL source text.
@@ -49,6 +52,7 @@ impl Family {
             Family::Copy => include_str!("../../../shaders/copy.wgsl"),
             Family::Index => include_str!("../../../shaders/index.wgsl"),
             Family::Optim => include_str!("../../../shaders/optim.wgsl"),
+            Family::Loss => include_str!("../../../shaders/loss.wgsl"),
         }
     }
 
@@ -64,6 +68,7 @@ impl Family {
             Family::Copy => "copy.wgsl",
             Family::Index => "index.wgsl",
             Family::Optim => "optim.wgsl",
+            Family::Loss => "loss.wgsl",
         }
     }
 
@@ -75,6 +80,7 @@ impl Family {
             Family::Binary | Family::Matmul | Family::MatmulVec4 => (2, 1),
             Family::Reduce => (1, 2),
             Family::Optim => (2, 4),
+            Family::Loss => (4, 2),
         }
     }
 }

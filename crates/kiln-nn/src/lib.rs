@@ -7,12 +7,14 @@
 
 mod batchnorm;
 mod dropout;
+mod embedding;
 pub mod init;
 mod linear;
 mod sequential;
 
 pub use batchnorm::BatchNorm1d;
 pub use dropout::Dropout;
+pub use embedding::Embedding;
 pub use linear::Linear;
 pub use sequential::{Layer, Sequential};
 

@@ -59,7 +59,10 @@ pub mod nn {
     pub use kiln_nn::*;
     /// Stateless functions: losses.
     pub mod functional {
-        pub use kiln_core::functional::{cross_entropy, mse_loss};
+        pub use kiln_core::functional::{
+            LossOptions, Reduction, binary_cross_entropy_with_logits, cross_entropy, cross_entropy_with, l1_loss,
+            mse_loss, nll_loss, nll_loss_with,
+        };
     }
 }
 

@@ -76,6 +76,10 @@ impl Tensor {
     pub fn relu(&self) -> Result<Tensor> {
         self.unary_op("relu", UnaryOp::Relu, 0.0, false)
     }
+    /// log(1 + e^x), computed stably; its gradient is sigmoid(x) everywhere (no kink at 0).
+    pub fn softplus(&self) -> Result<Tensor> {
+        self.unary_op("softplus", UnaryOp::Softplus, 0.0, false)
+    }
     /// |x| (gradient 0 at 0, as in PyTorch).
     pub fn abs(&self) -> Result<Tensor> {
         self.unary_op("abs", UnaryOp::Abs, 0.0, false)

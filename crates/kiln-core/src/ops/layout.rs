@@ -39,7 +39,8 @@ impl Tensor {
             return Err(Error::ShapeMismatch { op: "reshape", lhs: self.shape().to_vec(), rhs: shape.to_vec() });
         }
         let op = Op::Reshape { x: self.clone() };
-        Ok(Tensor::from_op(self.storage().clone(), shape.to_vec(), self.dtype(), self.device(), op))
+        let t = Tensor::from_op(self.storage().clone(), shape.to_vec(), self.dtype(), self.device(), op);
+        Ok(t.with_index_bound(self.index_bound()))
     }
 
     /// Swaps two dims (a copy: kiln's tensors are always contiguous).
@@ -150,11 +151,24 @@ impl Tensor {
         if labels.rank() != 1 {
             return Err(Error::invalid("one_hot", format!("labels must be 1-D, got shape {:?}", labels.shape())));
         }
-        if let Storage::Cpu(CpuData::U32(v)) = labels.storage() {
-            if let Some(&bad) = v.iter().find(|&&l| l as usize >= classes) {
-                return Err(Error::invalid("one_hot", format!("label {bad} is out of range for {classes} classes")));
-            }
-        }
+        check_labels("one_hot", labels, classes, None)?;
         Tensor::index_mask(labels, labels.numel(), classes, 1)?.reshape(&[labels.numel(), classes])
+    }
+}
+
+/// Checks that class labels are below `classes` (except `ignore`), when that can be known
+/// without a read-back: on the CPU always, on the GPU from the tensor's index bound (labels
+/// made from host data carry their maximum). Other GPU labels are not checked here; the fused
+/// cross-entropy kernel turns an out-of-range label into a NaN loss.
+pub(crate) fn check_labels(op: &'static str, labels: &Tensor, classes: usize, ignore: Option<u32>) -> Result<()> {
+    let bad = match labels.storage() {
+        Storage::Cpu(CpuData::U32(v)) => v.iter().copied().find(|&l| l as usize >= classes && Some(l) != ignore),
+        // The bound is the largest label + 1: that label is out of range unless it is the
+        // ignore index (then smaller ones could still be, but only a read-back could tell).
+        _ => labels.index_bound().map(|b| b - 1).filter(|&m| m as usize >= classes && Some(m) != ignore),
+    };
+    match bad {
+        Some(l) => Err(Error::invalid(op, format!("label {l} is out of range for {classes} classes"))),
+        None => Ok(()),
     }
 }

@@ -1,11 +1,12 @@
 //! Tensor ops: shape rules, dispatch to the CPU reference kernels or to a kiln-device launcher,
 //! and recording of the autograd `Op`. One file per family: elementwise (unary, binary,
 //! scalar forms, masks), layout (reshape, transpose, broadcast), linalg (matmul), reduce (sum,
-//! mean, max, argmax, softmax).
+//! mean, max, argmax, softmax), loss (fused softmax cross-entropy).
 
 mod elementwise;
-mod layout;
+pub(crate) mod layout;
 mod linalg;
+mod loss;
 mod reduce;
 
 use kiln_device::GpuDevice;
