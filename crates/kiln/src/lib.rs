@@ -23,8 +23,8 @@
 /// The `Module` trait and `#[derive(Module)]` (one name, as serde does).
 pub use kiln_core::Module;
 pub use kiln_core::{
-    Buffer, DType, Device, Dim, Error, GradSlot, LoadReport, NoGradGuard, ParamCount, Parameter, Result, StateDict,
-    Tensor, TrainMode, is_grad_enabled, manual_seed, no_grad, rng,
+    Buffer, DType, Device, Dim, Error, GradSlot, LoadReport, NoGradGuard, ParamCount, Parameter, RawStorage, Result,
+    StateDict, Tensor, TrainMode, is_grad_enabled, manual_seed, no_grad, rng,
 };
 pub use kiln_derive::Module;
 pub use kiln_device;
