@@ -30,6 +30,7 @@ mod param;
 pub mod rng;
 pub mod shape;
 mod state;
+pub mod stats;
 mod storage;
 mod tensor;
 

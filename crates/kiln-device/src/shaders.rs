@@ -23,11 +23,13 @@ pub enum Family {
     Optim,
     /// `loss.wgsl`: fused softmax cross-entropy, forward and backward.
     Loss,
+    /// `stats.wgsl`: per-tensor statistics and histograms.
+    Stats,
 }
 
 impl Family {
     /// Every family, for validation tests.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Unary,
         Family::Binary,
         Family::Matmul,
@@ -38,6 +40,7 @@ impl Family {
         Family::Index,
         Family::Optim,
         Family::Loss,
+        Family::Stats,
     ];
 
     /// The WGSL source text.
@@ -53,6 +56,7 @@ impl Family {
             Family::Index => include_str!("../../../shaders/index.wgsl"),
             Family::Optim => include_str!("../../../shaders/optim.wgsl"),
             Family::Loss => include_str!("../../../shaders/loss.wgsl"),
+            Family::Stats => include_str!("../../../shaders/stats.wgsl"),
         }
     }
 
@@ -69,6 +73,7 @@ impl Family {
             Family::Index => "index.wgsl",
             Family::Optim => "optim.wgsl",
             Family::Loss => "loss.wgsl",
+            Family::Stats => "stats.wgsl",
         }
     }
 
@@ -76,7 +81,7 @@ impl Family {
     /// then one uniform with the kernel's parameters.
     pub fn bindings(self) -> (u32, u32) {
         match self {
-            Family::Unary | Family::Softmax | Family::Copy | Family::Index => (1, 1),
+            Family::Unary | Family::Softmax | Family::Copy | Family::Index | Family::Stats => (1, 1),
             Family::Binary | Family::Matmul | Family::MatmulVec4 => (2, 1),
             Family::Reduce => (1, 2),
             Family::Optim => (2, 4),
