@@ -40,6 +40,7 @@ pub mod io {
 }
 
 pub mod data;
+pub mod inspect;
 pub mod train;
 
 /// Optimizers (SGD, Adam, AdamW) with fused GPU updates, LR schedulers, gradient clipping.
