@@ -5,7 +5,11 @@
 //! ```text
 //! cargo run --release -p kiln-examples --example train_digits -- \
 //!     [--device cpu|gpu|software] [--epochs N] [--seed S] [--lr LR] [--checkpoint PATH] [--resume]
+//!     [--monitor DIR]
 //! ```
+//!
+//! `--monitor DIR` records every parameter's statistics each epoch (one read-back per epoch) and
+//! writes `history.csv`, `history.json`, a chart per parameter and weight histograms into DIR.
 //!
 //! The loss is read back from the device once per epoch, not per step; the last line is
 //! `test_accuracy=<x> seconds=<y> device=<name>`.
@@ -15,6 +19,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::data::{DataLoader, Dataset};
+use kiln::monitor::{ParameterMonitor, write_histograms};
 use kiln::nn::functional::cross_entropy;
 use kiln::nn::{Forward, Linear};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
@@ -29,10 +34,11 @@ struct Args {
     lr: f32,
     checkpoint: PathBuf,
     resume: bool,
+    monitor: Option<PathBuf>,
 }
 
-const USAGE: &str =
-    "usage: train_digits [--device cpu|gpu|software] [--epochs N] [--seed S] [--lr LR] [--checkpoint PATH] [--resume]";
+const USAGE: &str = "usage: train_digits [--device cpu|gpu|software] [--epochs N] [--seed S] [--lr LR] \
+[--checkpoint PATH] [--resume] [--monitor DIR]";
 
 fn parse_args() -> std::result::Result<Args, String> {
     let mut args = Args {
@@ -42,6 +48,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         lr: 1e-3,
         checkpoint: PathBuf::from("target/checkpoints/train_digits.safetensors"),
         resume: false,
+        monitor: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -60,6 +67,7 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--lr" => args.lr = val()?.parse().map_err(|e| format!("--lr: {e}"))?,
             "--checkpoint" => args.checkpoint = PathBuf::from(val()?),
             "--resume" => args.resume = true,
+            "--monitor" => args.monitor = Some(PathBuf::from(val()?)),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -123,6 +131,7 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let style = ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} batches {elapsed_precise}")
         .map_err(|e| e.to_string())?
         .progress_chars("=> ");
+    let mut monitor = args.monitor.as_ref().map(|_| ParameterMonitor::new(1));
     let start = Instant::now();
     let mut accuracy = 0.0;
     while epoch < args.epochs {
@@ -143,6 +152,9 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
             bar.inc(1);
         }
         bar.finish_and_clear();
+        if let Some(m) = monitor.as_mut() {
+            m.record(epoch, &model)?; // the last step's gradients are still there
+        }
         model.eval();
         let pred = no_grad(|| model.forward(&x_test)?.argmax(1))?.to_vec_u32()?;
         accuracy = pred.iter().zip(&labels_test).filter(|(p, y)| p == y).count() as f64 / labels_test.len() as f64;
@@ -157,6 +169,11 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     }
     Checkpoint::capture(&model, Some(&opt), None, epoch, step)?.save(&args.checkpoint)?;
     println!("checkpoint: {}", args.checkpoint.display());
+    if let (Some(m), Some(dir)) = (&monitor, &args.monitor) {
+        let mut files = m.write(dir)?;
+        files.extend(write_histograms(&model, dir, 40)?);
+        println!("monitor: {} files in {}", files.len(), dir.display());
+    }
     println!("test_accuracy={accuracy:.4} seconds={seconds:.2} device={}", dev.name());
     Ok(())
 }

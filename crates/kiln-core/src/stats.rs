@@ -149,7 +149,7 @@ pub fn tensor_stats(tensors: &[Tensor]) -> Result<Vec<TensorStats>> {
 /// outside are not counted; `hi` falls in the last bin), computed on the tensor's device.
 pub fn histogram(t: &Tensor, bins: usize, lo: f32, hi: f32) -> Result<Vec<u32>> {
     t.expect_dtype("histogram", DType::F32)?;
-    if bins == 0 || !(lo <= hi) {
+    if bins == 0 || lo.is_nan() || hi.is_nan() || lo > hi {
         return Err(Error::invalid(
             "histogram",
             format!("need bins > 0 and lo <= hi, got {bins} bins over [{lo}, {hi}]"),

@@ -41,6 +41,8 @@ pub mod io {
 
 pub mod data;
 pub mod inspect;
+pub mod monitor;
+pub mod plot;
 pub mod train;
 
 /// Optimizers (SGD, Adam, AdamW) with fused GPU updates, LR schedulers, gradient clipping.
