@@ -79,6 +79,44 @@ pub fn write_atomic(path: &Path, bytes: &[u8], op: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// One entry of a safetensors header, as the file stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderEntry {
+    /// Tensor name.
+    pub name: String,
+    /// The file's dtype name ("F32", "F16", "BF16", "I64", ...).
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Bytes in the file.
+    pub bytes: usize,
+}
+
+/// The tensors a safetensors file holds (names, file dtypes, shapes), in file order, with its
+/// metadata, validating the whole file.
+pub fn read_header(path: impl AsRef<Path>) -> Result<(Vec<HeaderEntry>, HashMap<String, String>)> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| io_err("read_header", path, e))?;
+    SafeTensors::deserialize(&bytes)
+        .map_err(|e| io_err("read_header", path, format!("not a valid safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| io_err("read_header", path, e))?;
+    let mut entries: Vec<(usize, HeaderEntry)> = meta
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| {
+            let e = HeaderEntry {
+                name: name.clone(),
+                dtype: format!("{:?}", info.dtype),
+                shape: info.shape.clone(),
+                bytes: info.data_offsets.1 - info.data_offsets.0,
+            };
+            (info.data_offsets.0, e)
+        })
+        .collect();
+    entries.sort_by_key(|(o, e)| (*o, e.name.clone()));
+    Ok((entries.into_iter().map(|(_, e)| e).collect(), meta.metadata().clone().unwrap_or_default()))
+}
+
 /// Reads a safetensors file into a state_dict on `dev` (in the file's order).
 pub fn load_safetensors(path: impl AsRef<Path>, dev: &Device) -> Result<StateDict> {
     let path = path.as_ref();

@@ -146,6 +146,61 @@ fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
     (ty, be)
 }
 
+/// An adapter with the limits and features that matter to kiln, for `kiln devices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterReport {
+    /// Name, backend, type, driver.
+    pub summary: AdapterSummary,
+    /// Largest storage binding, bytes.
+    pub max_storage_binding: u64,
+    /// Largest buffer, bytes.
+    pub max_buffer: u64,
+    /// Workgroup memory, bytes.
+    pub workgroup_storage: u32,
+    /// Invocations per workgroup.
+    pub invocations_per_workgroup: u32,
+    /// Storage buffers per shader stage.
+    pub storage_buffers_per_stage: u32,
+    /// SHADER_F16.
+    pub f16: bool,
+    /// SUBGROUP.
+    pub subgroups: bool,
+    /// Whether `Device::gpu()` would pick it.
+    pub chosen: bool,
+}
+
+/// Every adapter kiln can see, with the one `GpuDevice::open(AdapterChoice::Best)` would pick
+/// marked.
+pub fn adapter_reports() -> Vec<AdapterReport> {
+    let mut all = adapters();
+    if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
+        let want = want.to_lowercase();
+        all.retain(|a| a.get_info().name.to_lowercase().contains(&want));
+    }
+    let best = all.iter().map(|a| rank(&a.get_info())).min();
+    let mut chosen_done = false;
+    all.iter()
+        .map(|a| {
+            let info = a.get_info();
+            let l = a.limits();
+            let f = a.features();
+            let chosen = !chosen_done && Some(rank(&info)) == best;
+            chosen_done |= chosen;
+            AdapterReport {
+                summary: AdapterSummary::of(&info),
+                max_storage_binding: l.max_storage_buffer_binding_size,
+                max_buffer: l.max_buffer_size,
+                workgroup_storage: l.max_compute_workgroup_storage_size,
+                invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+                storage_buffers_per_stage: l.max_storage_buffers_per_shader_stage,
+                f16: f.contains(wgpu::Features::SHADER_F16),
+                subgroups: f.contains(wgpu::Features::SUBGROUP),
+                chosen,
+            }
+        })
+        .collect()
+}
+
 /// Every adapter kiln can choose from (honouring `WGPU_BACKEND`).
 pub fn list_adapters() -> Vec<AdapterSummary> {
     adapters().iter().map(|a| AdapterSummary::of(&a.get_info())).collect()

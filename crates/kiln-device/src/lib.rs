@@ -19,7 +19,7 @@ pub mod shaders;
 
 pub use wgpu;
 
-pub use context::{AdapterChoice, AdapterSummary, GpuDevice, list_adapters};
+pub use context::{AdapterChoice, AdapterReport, AdapterSummary, GpuDevice, adapter_reports, list_adapters};
 pub use error::{DeviceError, DeviceResult};
 pub use pool::{GpuBuffer, PoolStats};
 
