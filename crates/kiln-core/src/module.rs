@@ -101,13 +101,22 @@ fn join(prefix: &str, name: &str) -> String {
 }
 
 /// Walks `m` in PyTorch's order, calling `f` with full dotted names. Modules are reported
-/// (before their members) too, the root as "".
-fn walk<'a>(m: &'a dyn Module, prefix: &str, f: &mut dyn FnMut(&str, Entry<'a>)) {
+/// (before their members) too, the root as "". A pruned parameter is reported as
+/// `<name>_orig` after the module's other parameters, and its mask, as `<name>_mask`, to
+/// `masks` after the module's buffers (PyTorch's names and order while pruned).
+fn walk_masks<'a>(
+    m: &'a dyn Module,
+    prefix: &str,
+    f: &mut dyn FnMut(&str, Entry<'a>),
+    masks: &mut dyn FnMut(&str, Buffer),
+) {
     let mut params = Vec::new();
+    let mut pruned = Vec::new();
     let mut buffers = Vec::new();
     let mut children = Vec::new();
     let mut modes = Vec::new();
     m.visit(&mut |name, e| match e {
+        Entry::Param(p) if p.prune_mask().is_some() => pruned.push((name.to_string(), p)),
         Entry::Param(p) => params.push((name.to_string(), p)),
         Entry::Buffer(b) => buffers.push((name.to_string(), b)),
         Entry::Module(c) => children.push((name.to_string(), c)),
@@ -116,17 +125,52 @@ fn walk<'a>(m: &'a dyn Module, prefix: &str, f: &mut dyn FnMut(&str, Entry<'a>))
     for (n, t) in modes {
         f(&join(prefix, &n), Entry::Mode(t));
     }
-    for (n, p) in params {
-        f(&join(prefix, &n), Entry::Param(p));
+    for (n, p) in &params {
+        f(&join(prefix, n), Entry::Param(p));
+    }
+    for (n, p) in &pruned {
+        f(&join(prefix, &format!("{n}_orig")), Entry::Param(p));
     }
     for (n, b) in buffers {
         f(&join(prefix, &n), Entry::Buffer(b));
     }
+    for (n, p) in &pruned {
+        if let Some(mask) = p.prune_mask() {
+            masks(&join(prefix, &format!("{n}_mask")), mask);
+        }
+    }
     for (n, c) in children {
         let full = join(prefix, &n);
         f(&full, Entry::Module(c));
-        walk(c, &full, f);
+        walk_masks(c, &full, f, masks);
     }
+}
+
+/// [`walk_masks`] without the masks.
+fn walk<'a>(m: &'a dyn Module, prefix: &str, f: &mut dyn FnMut(&str, Entry<'a>)) {
+    walk_masks(m, prefix, f, &mut |_, _| {})
+}
+
+/// A module's parameters and buffers by name, in PyTorch's state_dict order, masks included.
+enum Member {
+    P(Parameter),
+    B(Buffer),
+    Mask(Buffer),
+}
+
+fn members(m: &dyn Module) -> Vec<(String, Member)> {
+    let out = std::cell::RefCell::new(Vec::new());
+    walk_masks(
+        m,
+        "",
+        &mut |n, e| match e {
+            Entry::Param(p) => out.borrow_mut().push((n.to_string(), Member::P(p.clone()))),
+            Entry::Buffer(b) => out.borrow_mut().push((n.to_string(), Member::B(b.clone()))),
+            _ => {}
+        },
+        &mut |n, b| out.borrow_mut().push((n.to_string(), Member::Mask(b))),
+    );
+    out.into_inner()
 }
 
 /// A neural-network module: PyTorch's `nn.Module` model over kiln's handles.
@@ -155,17 +199,18 @@ pub trait Module {
         self.named_parameters().into_iter().map(|(_, p)| p).collect()
     }
 
-    /// Every buffer with its dotted name (persistent or not; shared ones once).
+    /// Every buffer with its dotted name (persistent or not, pruning masks included; shared
+    /// ones once).
     fn named_buffers(&self) -> Vec<(String, Buffer)> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        walk(self.as_dyn(), "", &mut |n, e| {
-            if let Entry::Buffer(b) = e {
+        for (n, m) in members(self.as_dyn()) {
+            if let Member::B(b) | Member::Mask(b) = m {
                 if seen.insert(b.id()) {
-                    out.push((n.to_string(), b.clone()));
+                    out.push((n, b));
                 }
             }
-        });
+        }
         out
     }
 
@@ -296,11 +341,13 @@ pub trait Module {
     /// live values (no copy).
     fn state_dict(&self) -> StateDict {
         let mut sd = StateDict::new();
-        walk(self.as_dyn(), "", &mut |n, e| match e {
-            Entry::Param(p) => sd.insert(n, p.tensor().detach()),
-            Entry::Buffer(b) if b.is_persistent() => sd.insert(n, b.tensor()),
-            _ => {}
-        });
+        for (n, m) in members(self.as_dyn()) {
+            match m {
+                Member::P(p) => sd.insert(n, p.tensor().detach()),
+                Member::B(b) | Member::Mask(b) if b.is_persistent() => sd.insert(n, b.tensor()),
+                _ => {}
+            }
+        }
         sd
     }
 
@@ -314,11 +361,19 @@ pub trait Module {
             B(Buffer),
         }
         let mut targets: Vec<(String, Target)> = Vec::new();
-        walk(self.as_dyn(), "", &mut |n, e| match e {
-            Entry::Param(p) => targets.push((n.to_string(), Target::P(p.clone()))),
-            Entry::Buffer(b) if b.is_persistent() => targets.push((n.to_string(), Target::B(b.clone()))),
-            _ => {}
-        });
+        let mut pruned = Vec::new();
+        for (n, m) in members(self.as_dyn()) {
+            match m {
+                Member::P(p) => {
+                    if p.prune_mask().is_some() {
+                        pruned.push(p.clone());
+                    }
+                    targets.push((n, Target::P(p)))
+                }
+                Member::B(b) | Member::Mask(b) if b.is_persistent() => targets.push((n, Target::B(b))),
+                _ => {}
+            }
+        }
         let names: HashSet<&str> = targets.iter().map(|(n, _)| n.as_str()).collect();
         let missing: Vec<String> =
             targets.iter().filter(|(n, _)| !sd.contains_key(n)).map(|(n, _)| n.clone()).collect();
@@ -361,6 +416,10 @@ pub trait Module {
                 Target::P(p) => p.store(t),
                 Target::B(b) => b.store(t),
             }
+        }
+        // A pruned weight is weight_orig * weight_mask, as PyTorch computes it.
+        for p in pruned {
+            p.apply_mask()?;
         }
         Ok(LoadReport { missing_keys: missing, unexpected_keys: unexpected })
     }

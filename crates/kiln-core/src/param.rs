@@ -20,6 +20,9 @@ struct ParamInner {
     value: RwLock<Tensor>,
     slot: Arc<GradSlot>,
     requires_grad: AtomicBool,
+    /// A pruning mask (0/1, same shape): while set, the value is kept multiplied by it and the
+    /// parameter appears as `<name>_orig` with a buffer `<name>_mask`, as in PyTorch.
+    mask: RwLock<Option<Buffer>>,
 }
 
 /// A trainable tensor: `requires_grad` by default, with a gradient slot, registered with a
@@ -45,6 +48,7 @@ impl Parameter {
                 value: RwLock::new(t.detach()),
                 slot: Arc::new(GradSlot::default()),
                 requires_grad: AtomicBool::new(true),
+                mask: RwLock::new(None),
             }),
         }
     }
@@ -111,6 +115,34 @@ impl Parameter {
     pub fn set(&self, t: Tensor) -> Result<()> {
         let t = checked_value("Parameter::set", &self.inner.value.read().unwrap(), t)?;
         *self.inner.value.write().unwrap() = t;
+        Ok(())
+    }
+
+    /// The pruning mask, if the parameter is pruned.
+    pub fn prune_mask(&self) -> Option<Buffer> {
+        self.inner.mask.read().unwrap().clone()
+    }
+
+    /// Sets (or with `None` removes) the pruning mask. A mask must have the parameter's shape;
+    /// the value is multiplied by it at once. Removing keeps the value as it is (pruning made
+    /// permanent, like PyTorch's `prune.remove`).
+    pub fn set_prune_mask(&self, mask: Option<Buffer>) -> Result<()> {
+        if let Some(m) = &mask {
+            if m.shape() != self.shape() || m.dtype() != DType::F32 {
+                return Err(Error::ShapeMismatch { op: "set_prune_mask", lhs: self.shape(), rhs: m.shape() });
+            }
+        }
+        *self.inner.mask.write().unwrap() = mask;
+        self.apply_mask()
+    }
+
+    /// Multiplies the value by the pruning mask (a no-op when not pruned). Optimizers call it
+    /// after each update so that pruned weights stay zero.
+    pub fn apply_mask(&self) -> Result<()> {
+        let Some(m) = self.prune_mask() else { return Ok(()) };
+        let v = self.inner.value.read().unwrap().clone();
+        let masked = crate::no_grad(|| v.mul(&m.tensor().to(v.dev())?))?;
+        self.store(masked);
         Ok(())
     }
 

@@ -10,6 +10,7 @@ mod dropout;
 mod embedding;
 pub mod init;
 mod linear;
+pub mod prune;
 mod sequential;
 
 pub use batchnorm::BatchNorm1d;

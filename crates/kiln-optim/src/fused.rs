@@ -109,5 +109,7 @@ pub(crate) fn apply(kernel: OptimKernel, p: &Parameter, g: &Tensor, st: &mut Par
         }
         _ => return Err(Error::invalid("optimizer step", "parameters and gradients must be f32")),
     };
-    p.set(new)
+    p.set(new)?;
+    // Pruned weights stay zero through training.
+    p.apply_mask()
 }

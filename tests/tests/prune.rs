@@ -1,0 +1,123 @@
+//! Pruning: l1_unstructured / global / threshold masks, PyTorch's names while pruned (the
+//! fixture's pruned state_dict loads and matches), zeros kept through 100 optimizer steps,
+//! remove, sparsity.
+
+use std::path::PathBuf;
+
+use kiln::io::{load_safetensors, save_safetensors};
+use kiln::nn::functional::mse_loss;
+use kiln::nn::prune::{self, Amount};
+use kiln::nn::{Forward, Linear, ReLU, Sequential};
+use kiln::optim::{AdamConfig, AdamW, Optimizer};
+use kiln::prelude::*;
+use kiln_tests::{assert_close, data, device_test, f64s};
+
+fn seq(dev: &Device) -> Sequential {
+    Sequential::new().push(Linear::new(5, 7, dev).unwrap()).push(ReLU).push(Linear::new(7, 3, dev).unwrap())
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+fn json_list(s: &str) -> Vec<String> {
+    s.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(|x| x.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+device_test!(l1_unstructured_uses_pytorch_names_and_loads_its_files, |dev| {
+    let m = seq(dev);
+    let w = m.parameters()[0].tensor().to_vec()?;
+    prune::l1_unstructured(&m, "0.weight", Amount::Fraction(0.4))?;
+    // round(0.4 * 35) = 14 smallest magnitudes are zero, the rest unchanged.
+    // (While pruned, the weight is listed as 0.weight_orig after 0.bias, as in PyTorch.)
+    let pruned = prune::find(&m, "0.weight")?.tensor().to_vec()?;
+    let mut order: Vec<usize> = (0..35).collect();
+    order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()));
+    for (rank, &i) in order.iter().enumerate() {
+        assert_eq!(pruned[i], if rank < 14 { 0.0 } else { w[i] }, "element {i}");
+    }
+    // PyTorch's names and order while pruned.
+    let io = load_safetensors(fixture("pruned_io.safetensors"), dev)?;
+    let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, json_list(&io.metadata()["named_parameters"]));
+    assert_eq!(m.state_dict().keys(), json_list(&io.metadata()["state_dict_keys"]));
+    // PyTorch's pruned state_dict loads (weight = weight_orig * weight_mask) and matches.
+    m.load_state_dict(&load_safetensors(fixture("pruned.safetensors"), dev)?, true)?;
+    let y = no_grad(|| m.forward(io.get("input").unwrap()))?;
+    assert_close(&y.to_vec()?, &f64s(&io.get("output").unwrap().to_vec()?), 1e-5);
+    let mask = m.named_buffers()[0].1.tensor().to_vec()?;
+    assert_eq!(mask.iter().filter(|&&v| v == 0.0).count(), 14);
+    // What kiln saves has the same keys, so it loads into the pruned PyTorch model.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/kiln-fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    if !dev.is_gpu() {
+        save_safetensors(dir.join("pruned.kiln.safetensors"), &m.state_dict())?;
+    }
+    // remove: permanent zeros, plain names.
+    prune::remove(&m, "0.weight")?;
+    assert_eq!(m.state_dict().keys(), ["0.weight", "0.bias", "2.weight", "2.bias"]);
+    assert_eq!(prune::find(&m, "0.weight")?.tensor().to_vec()?.iter().filter(|&&v| v == 0.0).count(), 14);
+    assert!(prune::remove(&m, "0.weight").is_err());
+    assert!(prune::l1_unstructured(&m, "nope", Amount::Count(1)).is_err());
+    assert!(prune::l1_unstructured(&m, "0.weight", Amount::Fraction(1.5)).is_err());
+});
+
+device_test!(pruned_weights_stay_zero_through_training, |dev| {
+    let m = seq(dev);
+    prune::l1_unstructured(&m, "0.weight", Amount::Fraction(0.5))?;
+    prune::l1_unstructured(&m, "2.weight", Amount::Count(5))?;
+    let names = ["0.weight", "2.weight"];
+    let zeros_before: Vec<Vec<bool>> = names
+        .iter()
+        .map(|n| prune::find(&m, n).unwrap().tensor().to_vec().unwrap().iter().map(|v| *v == 0.0).collect())
+        .collect();
+    // AdamW with weight decay would move every weight; the masks keep the pruned ones at zero.
+    let mut opt = AdamW::new(m.named_parameters(), AdamConfig { lr: 0.01, ..AdamConfig::adamw() })?;
+    let x = Tensor::from_vec(data(40, 1), &[8, 5], dev)?;
+    let y = Tensor::from_vec(data(24, 2), &[8, 3], dev)?;
+    for _ in 0..100 {
+        opt.zero_grad();
+        mse_loss(&m.forward(&x)?, &y)?.backward()?;
+        opt.step()?;
+    }
+    for (k, n) in names.iter().enumerate() {
+        let v = prune::find(&m, n)?.tensor().to_vec()?;
+        for (j, z) in zeros_before[k].iter().enumerate() {
+            if *z {
+                assert_eq!(v[j], 0.0, "parameter {n} element {j} came back");
+            } else {
+                assert_ne!(v[j], 0.0);
+            }
+        }
+    }
+    let s = prune::sparsity(&m)?;
+    assert_eq!(s.zeros, 18 + 5);
+    assert_eq!(s.total, 35 + 7 + 21 + 3);
+    assert!(s.to_string().contains("global: 23/66"));
+    // Pruning again prunes among what is left (PyTorch's container semantics).
+    prune::l1_unstructured(&m, "2.weight", Amount::Fraction(0.5))?;
+    let sp = prune::sparsity(&m)?;
+    let w2 = sp.per_parameter.iter().find(|(n, _, _)| n == "2.weight_orig").unwrap();
+    assert_eq!(w2.1, 5 + 8);
+    // Masks move with the model.
+    assert_eq!(m.named_buffers().len(), 2);
+});
+
+device_test!(global_and_threshold_pruning, |dev| {
+    let a = Parameter::new(Tensor::from_vec(vec![0.1, -5.0, 0.3, 2.0], &[2, 2], dev)?);
+    let b = Parameter::new(Tensor::from_vec(vec![-0.2, 0.05, 4.0], &[3], dev)?);
+    prune::global_unstructured(&[a.clone(), b.clone()], Amount::Count(3))?;
+    assert_eq!(a.tensor().to_vec()?, vec![0.0, -5.0, 0.3, 2.0]);
+    assert_eq!(b.tensor().to_vec()?, vec![0.0, 0.0, 4.0]);
+    let l = Linear::new(4, 4, dev)?;
+    l.weight.set(Tensor::from_vec((0..16).map(|i| i as f32 / 10.0 - 0.8).collect(), &[4, 4], dev)?)?;
+    prune::threshold(&l, "weight", 0.25)?;
+    let v = l.weight.tensor().to_vec()?;
+    assert_eq!(v.iter().filter(|&&x| x == 0.0).count(), 5, "{v:?}");
+    assert_eq!(l.state_dict().keys(), ["bias", "weight_orig", "weight_mask"]);
+});
