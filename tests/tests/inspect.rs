@@ -82,3 +82,18 @@ device_test!(parameter_and_gradient_stats, |dev| {
     assert_eq!(r.vanishing.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["unused"]);
     assert!(r.to_string().contains("first: bn.weight"));
 });
+
+device_test!(anomaly_mode_names_the_op, |dev| {
+    // Forward: log(0) = -inf; the error names log, not the sum after it.
+    let x = Tensor::from_vec(vec![1.0, 0.0, 2.0], &[3], dev)?.set_requires_grad(true);
+    let e = kiln::detect_anomaly(|| x.mul_scalar(2.0)?.log()?.sum_all()?.backward()).unwrap_err();
+    assert!(matches!(&e, kiln::Error::Anomaly { op, phase: "forward" } if op == "log"), "{e}");
+    assert!(e.to_string().contains("forward of log"));
+    // Backward: sqrt(0) is fine forward, its gradient 0.5 / sqrt(0) is not.
+    let e = kiln::detect_anomaly(|| x.mul_scalar(0.0)?.sqrt()?.sum_all()?.backward()).unwrap_err();
+    assert!(matches!(&e, kiln::Error::Anomaly { op, phase: "backward" } if op == "sqrt"), "{e}");
+    // Healthy computations pass, and outside the mode nothing is checked.
+    let v = kiln::detect_anomaly(|| x.exp()?.sum_all()?.item())?;
+    assert!((v - (1f32.exp() + 1.0 + 2f32.exp())).abs() < 1e-4, "{v}");
+    assert!(x.log()?.sum_all()?.item()?.is_infinite());
+});

@@ -46,6 +46,25 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// The op's name, for messages ("exp", "matmul", "add", ...).
+    pub(crate) fn name(&self) -> String {
+        let lower = |d: String| d.to_lowercase();
+        match self {
+            Op::Unary { op, .. } => lower(format!("{op:?}")),
+            Op::Binary { op, .. } => lower(format!("{op:?}")),
+            Op::Matmul { .. } => "matmul".into(),
+            Op::Transpose { .. } => "transpose".into(),
+            Op::Reshape { .. } => "reshape".into(),
+            Op::BroadcastTo { .. } => "broadcast_to".into(),
+            Op::Sum { .. } => "sum".into(),
+            Op::Max { .. } => "max".into(),
+            Op::Softmax { .. } => "softmax".into(),
+            Op::LogSoftmax { .. } => "log_softmax".into(),
+            Op::ToDevice { .. } => "to".into(),
+            Op::CrossEntropyRows { .. } => "cross_entropy".into(),
+        }
+    }
+
     /// The inputs gradients flow to, in the order `backward` returns them.
     pub(crate) fn inputs(&self) -> Vec<&Tensor> {
         match self {
@@ -167,6 +186,43 @@ impl Op {
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+    static ANOMALY: Cell<bool> = const { Cell::new(false) };
+    /// Inside `backward()`: the ops that backward rules run are checked as gradients instead.
+    static IN_BACKWARD: Cell<bool> = const { Cell::new(false) };
+    static FIRST_ANOMALY: std::cell::RefCell<Option<(String, &'static str)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Whether anomaly detection is on (on this thread).
+pub fn is_anomaly_enabled() -> bool {
+    ANOMALY.with(|a| a.get())
+}
+
+/// True when every element of an F32 tensor is finite (a read-back on the GPU).
+fn all_finite(t: &Tensor) -> bool {
+    t.to_vec().map(|v| v.iter().all(|x| x.is_finite())).unwrap_or(true)
+}
+
+/// Called for every recorded op result while anomaly detection is on.
+pub(crate) fn check_forward(op: &Op, out: &Tensor) {
+    if IN_BACKWARD.with(|b| b.get()) || FIRST_ANOMALY.with(|f| f.borrow().is_some()) || all_finite(out) {
+        return;
+    }
+    FIRST_ANOMALY.with(|f| *f.borrow_mut() = Some((op.name(), "forward")));
+}
+
+/// Runs `f` with anomaly detection on (like `torch.autograd.detect_anomaly`): every op result
+/// and every gradient is checked for NaN/Inf (one read-back each, so this is a debugging
+/// mode). Returns an [`Error::Anomaly`] naming the first op whose forward or backward produced
+/// one.
+pub fn detect_anomaly<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let prev = ANOMALY.with(|a| a.replace(true));
+    FIRST_ANOMALY.with(|s| s.borrow_mut().take());
+    let r = f();
+    ANOMALY.with(|a| a.set(prev));
+    match FIRST_ANOMALY.with(|s| s.borrow_mut().take()) {
+        Some((op, phase)) => Err(Error::Anomaly { op, phase }),
+        None => r,
+    }
 }
 
 /// Whether ops record the graph on this thread.
@@ -242,6 +298,13 @@ impl Tensor {
             ));
         }
         let _guard = NoGradGuard::new();
+        struct InBackward(bool);
+        impl Drop for InBackward {
+            fn drop(&mut self) {
+                IN_BACKWARD.with(|b| b.set(self.0));
+            }
+        }
+        let _in_backward = InBackward(IN_BACKWARD.with(|b| b.replace(true)));
         let order = topo_order(self);
         let mut grads: HashMap<usize, Tensor> = HashMap::new();
         grads.insert(self.id(), Tensor::ones(self.shape(), self.dev())?);
@@ -257,6 +320,9 @@ impl Tensor {
             let gs = op.backward(&t.detach(), &g)?;
             for (inp, gi) in op.inputs().into_iter().zip(gs) {
                 let Some(gi) = gi else { continue };
+                if is_anomaly_enabled() && !all_finite(&gi) {
+                    return Err(Error::Anomaly { op: op.name(), phase: "backward" });
+                }
                 if !inp.requires_grad() {
                     continue;
                 }

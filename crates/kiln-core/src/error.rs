@@ -113,6 +113,14 @@ pub enum Error {
         /// What went wrong.
         msg: String,
     },
+    /// Anomaly detection found a NaN or infinity.
+    #[error("anomaly: the {phase} of {op} produced a NaN or infinite value")]
+    Anomaly {
+        /// The op (e.g. "log", "matmul").
+        op: String,
+        /// "forward" or "backward".
+        phase: &'static str,
+    },
     /// The GPU layer failed (no adapter, a buffer too large, a wgpu error).
     #[error(transparent)]
     Device(#[from] kiln_device::DeviceError),

@@ -34,7 +34,7 @@ pub mod stats;
 mod storage;
 mod tensor;
 
-pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
+pub use autograd::{NoGradGuard, detect_anomaly, is_anomaly_enabled, is_grad_enabled, no_grad};
 pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};

@@ -152,6 +152,10 @@ impl Tensor {
 
     /// The result of an op: records `op` when grad mode is on and any input requires grad.
     pub(crate) fn from_op(storage: Storage, shape: Vec<usize>, dtype: DType, device: Device, op: Op) -> Tensor {
+        if dtype == DType::F32 && crate::autograd::is_anomaly_enabled() {
+            let out = Tensor::from_parts(storage.clone(), shape.clone(), dtype, device.clone());
+            crate::autograd::check_forward(&op, &out);
+        }
         let needs = dtype == DType::F32 && is_grad_enabled() && op.inputs().iter().any(|t| t.requires_grad());
         Tensor {
             inner: Arc::new(TensorInner {

@@ -24,7 +24,7 @@
 pub use kiln_core::Module;
 pub use kiln_core::{
     Buffer, DType, Device, Dim, Error, GradSlot, LoadReport, NoGradGuard, ParamCount, Parameter, RawStorage, Result,
-    StateDict, Tensor, TrainMode, is_grad_enabled, manual_seed, no_grad, rng, stats,
+    StateDict, Tensor, TrainMode, detect_anomaly, is_grad_enabled, manual_seed, no_grad, rng, stats,
 };
 pub use kiln_derive::Module;
 pub use kiln_device;
