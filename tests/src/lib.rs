@@ -110,3 +110,18 @@ pub fn check_gradients(
         }
     }
 }
+
+/// The path of a committed fixture file (tests/fixtures/NAME).
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// A JSON list of plain strings, as the fixture metadata stores names.
+pub fn json_list(s: &str) -> Vec<String> {
+    s.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(|x| x.trim().trim_matches('"').to_string())
+        .collect()
+}

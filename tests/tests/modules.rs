@@ -8,21 +8,7 @@ use kiln::io::{load_safetensors, save_safetensors};
 use kiln::nn::{BatchNorm1d, Forward, Linear, ReLU, Sequential};
 use kiln::prelude::*;
 use kiln::{Error, ParamCount, TrainMode};
-use kiln_tests::{assert_close, data, device_test, f64s, gpu_device};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
-}
-
-/// A JSON list of plain strings, as the fixture metadata stores names.
-fn json_list(s: &str) -> Vec<String> {
-    s.trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .split(',')
-        .map(|x| x.trim().trim_matches('"').to_string())
-        .collect()
-}
+use kiln_tests::{assert_close, data, device_test, f64s, fixture, gpu_device, json_list};
 
 #[derive(Module)]
 struct Custom {

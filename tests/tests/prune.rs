@@ -10,23 +10,10 @@ use kiln::nn::prune::{self, Amount};
 use kiln::nn::{Forward, Linear, ReLU, Sequential};
 use kiln::optim::{AdamConfig, AdamW, Optimizer};
 use kiln::prelude::*;
-use kiln_tests::{assert_close, data, device_test, f64s};
+use kiln_tests::{assert_close, data, device_test, f64s, fixture, json_list};
 
 fn seq(dev: &Device) -> Sequential {
     Sequential::new().push(Linear::new(5, 7, dev).unwrap()).push(ReLU).push(Linear::new(7, 3, dev).unwrap())
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
-}
-
-fn json_list(s: &str) -> Vec<String> {
-    s.trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .split(',')
-        .map(|x| x.trim().trim_matches('"').to_string())
-        .collect()
 }
 
 device_test!(l1_unstructured_uses_pytorch_names_and_loads_its_files, |dev| {

@@ -113,3 +113,32 @@ pub(crate) fn load_groups<C: DeserializeOwned, D>(sd: &StateDict, kind: &str, gr
     }
     Ok(out)
 }
+
+/// The `Optimizer` methods that only touch the parameter groups (`self.groups`), written once
+/// for every optimizer.
+macro_rules! group_methods {
+    () => {
+        fn zero_grad(&mut self) {
+            self.groups.iter().flat_map(|g| &g.params).for_each(|(_, p)| p.zero_grad());
+        }
+
+        fn lr(&self) -> f32 {
+            self.groups.first().map(|g| g.lr()).unwrap_or(0.0)
+        }
+
+        fn set_lr(&mut self, lr: f32) {
+            self.groups.iter().for_each(|g| g.set_lr(lr));
+        }
+
+        fn group_lrs(&self) -> Vec<f32> {
+            self.groups.iter().map(|g| g.lr()).collect()
+        }
+
+        fn set_group_lr(&self, i: usize, lr: f32) {
+            if let Some(g) = self.groups.get(i) {
+                g.set_lr(lr);
+            }
+        }
+    };
+}
+pub(crate) use group_methods;
