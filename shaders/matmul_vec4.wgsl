@@ -1,5 +1,5 @@
-// Matmul, vec4 variants: the same product as matmul.wgsl, for operands whose contracted dim is
-// contiguous and a multiple of 4, read as vec4 (a quarter of the loads). Each invocation computes
+// Matmul, vec4 variants: the same product as matmul.wgsl, for operands laid out so that four
+// consecutive floats can be read as one vec4 (a quarter of the loads). Each invocation computes
 // an 8x8 block of C. `nn`: B is [K, N] row-major with N % 4 == 0 (vec4 along N). `nt`: B is read
 // transposed from an [N, K] row-major buffer (vec4 along K, dot products). Rows and columns past
 // the edge are clamped on load and masked on store. Same Params as matmul.wgsl, strides in floats.
@@ -211,6 +211,85 @@ fn nt(@builtin(global_invocation_id) gid: vec3<u32>) {
         let a7 = a[ar7 + k4];
         lo7 = lo7 + vec4<f32>(dot(a7, b0), dot(a7, b1), dot(a7, b2), dot(a7, b3));
         hi7 = hi7 + vec4<f32>(dot(a7, b4), dot(a7, b5), dot(a7, b6), dot(a7, b7));
+    }
+    let c_base = z * p.c_bs;
+    store_row(c_base, row0 + 0u, col0, lo0);
+    store_row(c_base, row0 + 0u, col0 + 4u, hi0);
+    store_row(c_base, row0 + 1u, col0, lo1);
+    store_row(c_base, row0 + 1u, col0 + 4u, hi1);
+    store_row(c_base, row0 + 2u, col0, lo2);
+    store_row(c_base, row0 + 2u, col0 + 4u, hi2);
+    store_row(c_base, row0 + 3u, col0, lo3);
+    store_row(c_base, row0 + 3u, col0 + 4u, hi3);
+    store_row(c_base, row0 + 4u, col0, lo4);
+    store_row(c_base, row0 + 4u, col0 + 4u, hi4);
+    store_row(c_base, row0 + 5u, col0, lo5);
+    store_row(c_base, row0 + 5u, col0 + 4u, hi5);
+    store_row(c_base, row0 + 6u, col0, lo6);
+    store_row(c_base, row0 + 6u, col0 + 4u, hi6);
+    store_row(c_base, row0 + 7u, col0, lo7);
+    store_row(c_base, row0 + 7u, col0 + 4u, hi7);
+}
+
+// `tn`: A read transposed from a [K, M] row-major buffer (vec4 along M), B a [K, N] row-major
+// buffer (vec4 along N): each k step is an outer product of 8 values of A and 8 of B, from four
+// vec4 loads. Needs M % 4 == 0 and N % 4 == 0 (backward's weight gradient, A^T G).
+@compute @workgroup_size(8, 8)
+fn tn(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row0 = gid.y * 8u;
+    let col0 = gid.x * 8u;
+    if (row0 >= p.m || col0 >= p.n) {
+        return;
+    }
+    let z = gid.z;
+    let m4 = p.m / 4u;
+    let n4 = p.n / 4u;
+    let a_base = z * p.a_bs / 4u;
+    let b_base = z * p.b_bs / 4u;
+    let ars4 = p.a_cs / 4u;
+    let brs4 = p.b_rs / 4u;
+    // Column blocks clamped so that both halves stay in bounds when M or N % 8 == 4.
+    let al = row0 / 4u;
+    let ah = min(row0 / 4u + 1u, m4 - 1u);
+    let bl = col0 / 4u;
+    let bh = min(col0 / 4u + 1u, n4 - 1u);
+    var lo0 = vec4<f32>(0.0);
+    var hi0 = vec4<f32>(0.0);
+    var lo1 = vec4<f32>(0.0);
+    var hi1 = vec4<f32>(0.0);
+    var lo2 = vec4<f32>(0.0);
+    var hi2 = vec4<f32>(0.0);
+    var lo3 = vec4<f32>(0.0);
+    var hi3 = vec4<f32>(0.0);
+    var lo4 = vec4<f32>(0.0);
+    var hi4 = vec4<f32>(0.0);
+    var lo5 = vec4<f32>(0.0);
+    var hi5 = vec4<f32>(0.0);
+    var lo6 = vec4<f32>(0.0);
+    var hi6 = vec4<f32>(0.0);
+    var lo7 = vec4<f32>(0.0);
+    var hi7 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k = k + 1u) {
+        let a0 = a[a_base + k * ars4 + al];
+        let a1 = a[a_base + k * ars4 + ah];
+        let b0 = b[b_base + k * brs4 + bl];
+        let b1 = b[b_base + k * brs4 + bh];
+        lo0 = fma(vec4<f32>(a0.x), b0, lo0);
+        hi0 = fma(vec4<f32>(a0.x), b1, hi0);
+        lo1 = fma(vec4<f32>(a0.y), b0, lo1);
+        hi1 = fma(vec4<f32>(a0.y), b1, hi1);
+        lo2 = fma(vec4<f32>(a0.z), b0, lo2);
+        hi2 = fma(vec4<f32>(a0.z), b1, hi2);
+        lo3 = fma(vec4<f32>(a0.w), b0, lo3);
+        hi3 = fma(vec4<f32>(a0.w), b1, hi3);
+        lo4 = fma(vec4<f32>(a1.x), b0, lo4);
+        hi4 = fma(vec4<f32>(a1.x), b1, hi4);
+        lo5 = fma(vec4<f32>(a1.y), b0, lo5);
+        hi5 = fma(vec4<f32>(a1.y), b1, hi5);
+        lo6 = fma(vec4<f32>(a1.z), b0, lo6);
+        hi6 = fma(vec4<f32>(a1.z), b1, hi6);
+        lo7 = fma(vec4<f32>(a1.w), b0, lo7);
+        hi7 = fma(vec4<f32>(a1.w), b1, hi7);
     }
     let c_base = z * p.c_bs;
     store_row(c_base, row0 + 0u, col0, lo0);

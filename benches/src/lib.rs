@@ -7,7 +7,10 @@
 
 use std::time::Instant;
 
-use kiln::{Device, Result, Tensor};
+use kiln::nn::functional::cross_entropy;
+use kiln::nn::{Forward, Linear, ReLU, Sequential};
+use kiln::optim::{Adam, AdamConfig, Optimizer};
+use kiln::{Device, Module, Result, Tensor};
 
 /// "kiln-gpu" or "kiln-cpu".
 pub fn impl_name(dev: &Device) -> &'static str {
@@ -64,4 +67,186 @@ pub fn small_ops(dev: &Device) -> Result<Vec<String>> {
         dt / n as f64 * 1e6,
         v[0]
     )])
+}
+
+/// One training step of an MLP 784-512-512-10 (ReLU), batch `batch`, cross-entropy, Adam lr 1e-3,
+/// data fixed on the device: 5 warm-up steps, `steps` timed, the loss read back once at the end.
+/// Also reports the buffer pool's peak bytes (GPU).
+pub fn mlp_step(dev: &Device, batch: usize, steps: usize) -> Result<Vec<String>> {
+    let mut step = mlp_stepper(dev, batch)?;
+    for _ in 0..5 {
+        step()?;
+    }
+    dev.synchronize()?;
+    let t = Instant::now();
+    let mut loss = None;
+    for _ in 0..steps {
+        loss = Some(step()?);
+    }
+    let l = loss.map(|l| l.item()).transpose()?.unwrap_or(f32::NAN);
+    let dt = t.elapsed().as_secs_f64() / steps as f64;
+    let peak =
+        dev.as_gpu().map(|g| format!(" pool_peak_mib={:.1}", g.pool_stats().peak_bytes as f64 / (1 << 20) as f64));
+    Ok(vec![format!(
+        "workload=mlp_step impl={} batch={batch} ms={:.3} samples_per_s={:.0} loss={l:.4}{}",
+        impl_name(dev),
+        dt * 1e3,
+        batch as f64 / dt,
+        peak.unwrap_or_default()
+    )])
+}
+
+/// The MLP workload's model, data and optimizer, as a closure running one step.
+fn mlp_stepper(dev: &Device, batch: usize) -> Result<impl FnMut() -> Result<Tensor>> {
+    kiln::manual_seed(0);
+    let model = Sequential::new()
+        .push(Linear::new(784, 512, dev)?)
+        .push(ReLU)
+        .push(Linear::new(512, 512, dev)?)
+        .push(ReLU)
+        .push(Linear::new(512, 10, dev)?);
+    let mut opt = Adam::new(model.named_parameters(), AdamConfig::default())?;
+    let x = Tensor::rand(&[batch, 784], dev)?;
+    let labels: Vec<u32> = (0..batch).map(|i| ((i * 7919) % 10) as u32).collect();
+    let y = Tensor::from_labels(&labels, dev)?;
+    Ok(move || -> Result<Tensor> {
+        opt.zero_grad();
+        let loss = cross_entropy(&model.forward(&x)?, &y)?;
+        loss.backward()?;
+        opt.step()?;
+        Ok(loss)
+    })
+}
+
+/// Resident set size of this process in bytes (Linux; 0 elsewhere).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// The MLP workload run for `steps` steps: GPU pool bytes (live, peak) and host RSS after the
+/// warm-up and every `steps / 4` steps, next to the theoretical minimum (parameters, gradients,
+/// Adam moments, activations).
+pub fn memory(dev: &Device, batch: usize, steps: usize) -> Result<Vec<String>> {
+    let mut step = mlp_stepper(dev, batch)?;
+    let params = 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10;
+    let acts = batch * (784 + 2 * 512 + 2 * 512 + 10);
+    let min_mib = ((4 * params + acts) * 4) as f64 / (1 << 20) as f64;
+    let mut out = Vec::new();
+    let report = |at: usize, out: &mut Vec<String>| {
+        let (live, peak) = dev
+            .as_gpu()
+            .map(|g| {
+                let s = g.pool_stats();
+                (s.live_bytes + s.cached_bytes, s.peak_bytes)
+            })
+            .unwrap_or((0, 0));
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        out.push(format!(
+            "workload=memory impl={} step={at} pool_mib={:.1} pool_peak_mib={:.1} rss_mib={:.1} minimum_mib={min_mib:.1}",
+            impl_name(dev),
+            mib(live),
+            mib(peak),
+            mib(rss_bytes())
+        ));
+    };
+    let warm = 50.min(steps);
+    for _ in 0..warm {
+        step()?;
+    }
+    dev.synchronize()?;
+    report(warm, &mut out);
+    let every = (steps / 4).max(1);
+    for i in warm + 1..=steps {
+        step()?;
+        if i % every == 0 || i == steps {
+            dev.synchronize()?;
+            report(i, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+/// The main example's recipe end to end (30 epochs on the bundled digits): seconds and test
+/// accuracy, without the progress bar and checkpoint.
+pub fn digits(dev: &Device) -> Result<Vec<String>> {
+    use kiln::data::{DataLoader, Dataset};
+    kiln::manual_seed(0);
+    let (train, test) = kiln_examples::digits(&kiln_examples::default_path(), 0)?;
+    let model = Sequential::new()
+        .push(Linear::new(64, 128, dev)?)
+        .push(ReLU)
+        .push(Linear::new(128, 128, dev)?)
+        .push(ReLU)
+        .push(Linear::new(128, 10, dev)?);
+    let mut opt = Adam::new(model.named_parameters(), AdamConfig::default())?;
+    let loader = DataLoader::new(&train, 64).shuffle(0).device(dev);
+    let t = Instant::now();
+    for _ in 0..30 {
+        for b in loader.try_iter() {
+            let (x, y) = b?;
+            opt.zero_grad();
+            cross_entropy(&model.forward(&x)?, &y)?.backward()?;
+            opt.step()?;
+        }
+    }
+    let (xt, yt) = test.get_batch(&(0..test.len()).collect::<Vec<_>>())?.to_device(dev)?;
+    let pred = kiln::no_grad(|| model.forward(&xt)?.argmax(1))?.to_vec_u32()?;
+    let secs = t.elapsed().as_secs_f64();
+    let yt = yt.to_vec_u32()?;
+    let acc = pred.iter().zip(&yt).filter(|(a, b)| a == b).count() as f64 / yt.len() as f64;
+    Ok(vec![format!("workload=digits impl={} seconds={secs:.2} test_accuracy={acc:.4}", impl_name(dev))])
+}
+
+/// The MLP step's matmul shapes one by one (batch 256), straight through the launcher:
+/// GFLOP/s of each kernel variant kiln picks, 20 products each after 3 warm-ups.
+pub fn mlp_shapes(dev: &Device) -> Result<Vec<String>> {
+    use kiln::kiln_device::kernels::{MatmulDesc, matmul};
+    let Some(g) = dev.as_gpu() else { return Ok(vec![]) };
+    let b = 256;
+    // (label, m, n, k, transpose a, transpose b)
+    let shapes = [
+        ("fwd1 x.W1^T", b, 512, 784, false, true),
+        ("fwd2 h.W2^T", b, 512, 512, false, true),
+        ("fwd3 h.W3^T", b, 10, 512, false, true),
+        ("dx2 g.W2", b, 512, 512, false, false),
+        ("dx3 g.W3", b, 512, 10, false, false),
+        ("dW1 g^T.x", 512, 784, b, true, false),
+        ("dW2 g^T.h", 512, 512, b, true, false),
+        ("dW3 g^T.h", 10, 512, b, true, false),
+    ];
+    let mut out = Vec::new();
+    for (label, m, n, k, ta, tb) in shapes {
+        let a = g.upload(bytemuck_bytes(&vec![0.5f32; m * k]), "bench")?;
+        let bb = g.upload(bytemuck_bytes(&vec![0.25f32; k * n]), "bench")?;
+        let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
+        let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
+        let d = MatmulDesc { m, n, k, batch: 1, a_rs, a_cs, a_bs: 0, b_rs, b_cs, b_bs: 0 };
+        for _ in 0..3 {
+            matmul(g, &a, &bb, &d)?;
+        }
+        g.synchronize()?;
+        let reps = 20;
+        let t = Instant::now();
+        for _ in 0..reps {
+            matmul(g, &a, &bb, &d)?;
+        }
+        g.synchronize()?;
+        let dt = t.elapsed().as_secs_f64() / reps as f64;
+        out.push(format!(
+            "workload=mlp_shapes impl={} shape=\"{label}\" m={m} n={n} k={k} ms={:.3} gflops={:.2}",
+            impl_name(dev),
+            dt * 1e3,
+            2.0 * (m * n * k) as f64 / dt / 1e9
+        ));
+    }
+    Ok(out)
+}
+
+fn bytemuck_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern is a valid u8.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
 }

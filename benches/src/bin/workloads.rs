@@ -1,4 +1,5 @@
-//! The workload binary: `workloads <matmul|small_ops|all> [--device gpu|cpu|software] [--sizes 256,512,1024]`.
+//! The workload binary: `workloads <matmul|mlp_step|small_ops|digits|all> [--device gpu|cpu|software]
+//! [--sizes 256,512,1024] [--batch 256] [--steps 30]`.
 //! Prints one `workload=... impl=kiln-... key=value` line per measurement.
 
 use kiln::Device;
@@ -7,6 +8,8 @@ fn main() {
     let mut which = "all".to_string();
     let mut device = "gpu".to_string();
     let mut sizes = vec![256usize, 512, 1024];
+    let mut batch = 256usize;
+    let mut steps = 30usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -14,6 +17,8 @@ fn main() {
             "--sizes" => {
                 sizes = args.next().unwrap_or_default().split(',').filter_map(|s| s.trim().parse().ok()).collect()
             }
+            "--batch" => batch = args.next().and_then(|v| v.parse().ok()).unwrap_or(batch),
+            "--steps" => steps = args.next().and_then(|v| v.parse().ok()).unwrap_or(steps),
             w => which = w.to_string(),
         }
     }
@@ -35,15 +40,23 @@ fn main() {
         match name {
             "matmul" => kiln_benches::matmul(&dev, &sizes),
             "small_ops" => kiln_benches::small_ops(&dev),
+            "mlp_step" => kiln_benches::mlp_step(&dev, batch, steps),
+            "digits" => kiln_benches::digits(&dev),
+            "mlp_shapes" => kiln_benches::mlp_shapes(&dev),
+            "memory" => kiln_benches::memory(&dev, batch, steps),
             _ => unreachable!(),
         }
     };
     let names: Vec<&str> = match which.as_str() {
-        "all" => vec!["matmul", "small_ops"],
+        "all" => vec!["matmul", "mlp_step", "small_ops", "digits"],
         "matmul" => vec!["matmul"],
-        "small_ops" => vec!["small_ops"],
+        "mlp_step" | "mlp" => vec!["mlp_step"],
+        "small_ops" | "ops" => vec!["small_ops"],
+        "digits" => vec!["digits"],
+        "mlp_shapes" => vec!["mlp_shapes"],
+        "memory" => vec!["memory"],
         other => {
-            eprintln!("unknown workload {other:?}: use matmul, small_ops or all");
+            eprintln!("unknown workload {other:?}: use matmul, mlp_step, small_ops, digits or all");
             std::process::exit(2);
         }
     };

@@ -329,6 +329,12 @@ fn matmul_variant(d: &MatmulDesc) -> (Family, &'static str, usize) {
             return (Family::MatmulVec4, "nt", 8);
         }
     }
+    // A transposed (stored [K, M]) times B plain (stored [K, N]): the weight gradient.
+    let at4 = d.a_rs == 1 && d.m % 4 == 0 && d.a_cs % 4 == 0 && d.a_bs % 4 == 0;
+    let b4 = d.b_cs == 1 && d.n % 4 == 0 && d.b_rs % 4 == 0 && d.b_bs % 4 == 0;
+    if big && at4 && b4 {
+        return (Family::MatmulVec4, "tn", 8);
+    }
     if d.m >= 64 && d.n >= 64 { (Family::Matmul, "matmul8", 8) } else { (Family::Matmul, "matmul", 4) }
 }
 
