@@ -1,7 +1,8 @@
 // Binary elementwise family with NumPy broadcasting: out[i] = f(a[ia], b[ib]).
 // The output is contiguous with `rank` dims (at most 8, after the host has merged dims that need
 // no index arithmetic); a and b are read through per-dim strides in elements, 0 on a broadcast dim.
-// The op is the overridable constant OP. Comparison ops write 1.0 or 0.0.
+// The op is the overridable constant OP. Comparison ops write 1.0 or 0.0. One and two dims (the
+// common cases after merging) take paths without per-element division.
 
 struct Params {
     n: u32,
@@ -46,6 +47,11 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if (i >= p.n) {
         return;
     }
+    if (p.rank == 1u) {
+        // Contiguous operands (merged to one dim): no index arithmetic at all.
+        out[i] = f(a[i * p.sa[0][0]], b[i * p.sb[0][0]]);
+        return;
+    }
     var rem = i;
     var ia = 0u;
     var ib = 0u;
@@ -59,4 +65,20 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         ib = ib + c * p.sb[q][r];
     }
     out[i] = f(a[ia], b[ib]);
+}
+
+// Two merged dims (a row or column broadcast): a 2-D launch, x over the columns and the
+// workgroup's y (and z, past 65,535 rows) over the rows, so no invocation divides.
+@compute @workgroup_size(256)
+fn binary2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cols = p.shape[0][1];
+    let col = gid.x;
+    let row = wid.y + wid.z * nwg.y;
+    if (col >= cols || row >= p.shape[0][0]) {
+        return;
+    }
+    let ia = row * p.sa[0][0] + col * p.sa[0][1];
+    let ib = row * p.sb[0][0] + col * p.sb[0][1];
+    out[row * cols + col] = f(a[ia], b[ib]);
 }

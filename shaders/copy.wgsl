@@ -21,6 +21,10 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if (i >= p.n) {
         return;
     }
+    if (p.rank == 1u) {
+        dst[i] = src[p.offset + i * p.strides[0][0]];
+        return;
+    }
     var rem = i;
     var is = p.offset;
     for (var d = i32(p.rank) - 1; d >= 0; d = d - 1) {
@@ -31,4 +35,18 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         rem = rem / s;
     }
     dst[i] = src[is];
+}
+
+// Two merged dims (a transpose, a row/column broadcast): x over the columns, the workgroup's y
+// (and z) over the rows, no per-element division.
+@compute @workgroup_size(256)
+fn gather2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cols = p.shape[0][1];
+    let col = gid.x;
+    let row = wid.y + wid.z * nwg.y;
+    if (col >= cols || row >= p.shape[0][0]) {
+        return;
+    }
+    dst[row * cols + col] = src[p.offset + row * p.strides[0][0] + col * p.strides[0][1]];
 }

@@ -107,6 +107,15 @@ fn grid_threads(dev: &GpuDevice, n: usize) -> DeviceResult<[u32; 3]> {
     grid(dev, n.div_ceil(256))
 }
 
+/// A 2-D launch for [rows, cols]: x over the columns (256 per workgroup), y (and z past the
+/// per-dimension limit) over the rows. `None` when it does not fit.
+fn grid_rows(dev: &GpuDevice, rows: usize, cols: usize) -> Option<[u32; 3]> {
+    let max = dev.limits().max_compute_workgroups_per_dimension.max(1) as usize;
+    let gx = cols.div_ceil(256);
+    let (gy, gz) = if rows <= max { (rows, 1) } else { (max, rows.div_ceil(max)) };
+    (gx <= max && gz <= max && rows > 0 && cols > 0).then_some([gx as u32, gy as u32, gz as u32])
+}
+
 fn u32_of(op: &'static str, v: usize) -> DeviceResult<u32> {
     u32::try_from(v).map_err(|_| DeviceError::Launch { op, msg: format!("{v} does not fit in u32 indexing") })
 }
@@ -174,7 +183,9 @@ pub fn binary(
 ) -> DeviceResult<GpuBuffer> {
     let n: usize = shape.iter().product();
     let out = dev.alloc(n as u64 * 4, "binary")?;
-    let pipe = dev.pipeline(Family::Binary, "binary", &[("OP", op as u32)])?;
+    let two = if shape.len() == 2 { grid_rows(dev, shape[0], shape[1]) } else { None };
+    let entry = if two.is_some() { "binary2d" } else { "binary" };
+    let pipe = dev.pipeline(Family::Binary, entry, &[("OP", op as u32)])?;
     let params = StridedParams {
         n: u32_of("binary", n)?,
         rank: shape.len() as u32,
@@ -184,7 +195,11 @@ pub fn binary(
         s1: pack_dims("binary", sa)?,
         s2: pack_dims("binary", sb)?,
     };
-    dev.record(&pipe, &[a.raw(), b.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
+    let groups = match two {
+        Some(g) => g,
+        None => grid_threads(dev, n)?,
+    };
+    dev.record(&pipe, &[a.raw(), b.raw(), out.raw()], bytemuck::bytes_of(&params), groups)?;
     Ok(out)
 }
 
@@ -199,7 +214,8 @@ pub fn gather(
 ) -> DeviceResult<GpuBuffer> {
     let n: usize = shape.iter().product();
     let out = dev.alloc(n as u64 * 4, "gather")?;
-    let pipe = dev.pipeline(Family::Copy, "gather", &[])?;
+    let two = if shape.len() == 2 { grid_rows(dev, shape[0], shape[1]) } else { None };
+    let pipe = dev.pipeline(Family::Copy, if two.is_some() { "gather2d" } else { "gather" }, &[])?;
     let params = StridedParams {
         n: u32_of("gather", n)?,
         rank: shape.len() as u32,
@@ -210,7 +226,11 @@ pub fn gather(
         s2: [0; MAX_DIMS],
     };
     // The copy family's Params has no third array; the extra bytes are ignored by the shader.
-    dev.record(&pipe, &[src.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, n)?)?;
+    let groups = match two {
+        Some(g) => g,
+        None => grid_threads(dev, n)?,
+    };
+    dev.record(&pipe, &[src.raw(), out.raw()], bytemuck::bytes_of(&params), groups)?;
     Ok(out)
 }
 
