@@ -165,7 +165,9 @@ pub(crate) fn check_labels(op: &'static str, labels: &Tensor, classes: usize, ig
         Storage::Cpu(CpuData::U32(v)) => v.iter().copied().find(|&l| l as usize >= classes && Some(l) != ignore),
         // The bound is the largest label + 1: that label is out of range unless it is the
         // ignore index (then smaller ones could still be, but only a read-back could tell).
-        _ => labels.index_bound().map(|b| b - 1).filter(|&m| m as usize >= classes && Some(m) != ignore),
+        _ => {
+            labels.index_bound().and_then(|b| b.checked_sub(1)).filter(|&m| m as usize >= classes && Some(m) != ignore)
+        }
     };
     match bad {
         Some(l) => Err(Error::invalid(op, format!("label {l} is out of range for {classes} classes"))),

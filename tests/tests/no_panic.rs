@@ -1,0 +1,104 @@
+//! Property test: the public Tensor API, driven with random shapes (including empty and 0-d),
+//! dims (including negative and out of range), dtypes and devices, returns Ok or a
+//! `kiln::Error` — it never panics.
+
+use kiln::nn::functional::{LossOptions, cross_entropy, cross_entropy_with, l1_loss, mse_loss, nll_loss};
+use kiln::{Device, Tensor};
+use proptest::prelude::*;
+
+fn devices() -> Vec<Device> {
+    let mut d = vec![Device::cpu()];
+    if let Some(g) = kiln_tests::gpu_device() {
+        d.push(g);
+    }
+    d
+}
+
+fn make(shape: &[usize], dev: &Device, seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec(kiln_tests::data(n, seed), shape, dev).unwrap().set_requires_grad(seed % 2 == 0)
+}
+
+fn shape() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(0usize..5, 0..4)
+}
+
+/// One op on (a, b) chosen by `op`, with dims d0 and d1; the result is checked only for not
+/// panicking, and, when Ok, backward is attempted on a reduction of it.
+fn run(op: u8, a: &Tensor, b: &Tensor, d0: i64, d1: i64, shape: &[usize], labels: &Tensor) -> kiln::Result<Tensor> {
+    match op % 30 {
+        0 => a.add(b),
+        1 => a.sub(b),
+        2 => a.mul(b),
+        3 => a.div(b),
+        4 => a.maximum(b),
+        5 => a.matmul(b),
+        6 => a.sum(d0, d1 > 0),
+        7 => a.mean(d0, d1 > 0),
+        8 => a.max(d0, d1 > 0),
+        9 => a.argmax(d0),
+        10 => a.softmax(d0),
+        11 => a.log_softmax(d0),
+        12 => a.transpose(d0, d1),
+        13 => a.t(),
+        14 => a.reshape(shape),
+        15 => a.broadcast_to(shape),
+        16 => a.unsqueeze(d0),
+        17 => a.squeeze(d0),
+        18 => a.sum_all(),
+        19 => a.mean_all(),
+        20 => cross_entropy(a, labels),
+        21 => nll_loss(a, labels),
+        22 => mse_loss(a, b),
+        23 => l1_loss(a, b),
+        24 => Tensor::one_hot(labels, d0.unsigned_abs() as usize),
+        25 => a.item().map(|_| a.clone()),
+        26 => Tensor::from_vec(vec![1.0; (d0.unsigned_abs() as usize) % 7], shape, &a.device()),
+        27 => cross_entropy_with(
+            a,
+            labels,
+            &LossOptions {
+                ignore_index: Some(d1.unsigned_abs() as u32),
+                weight: Some(b.clone()),
+                ..Default::default()
+            },
+        ),
+        28 => a.powf(d0 as f32 / 2.0)?.log()?.sqrt(),
+        _ => Tensor::linear(a, b, None),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn tensor_api_never_panics(
+        sa in shape(),
+        sb in shape(),
+        sc in shape(),
+        op in any::<u8>(),
+        d0 in -4i64..5,
+        d1 in -4i64..5,
+        nlab in 0usize..5,
+        lab in 0u32..6,
+        gpu in any::<bool>(),
+    ) {
+        let devs = devices();
+        let dev = &devs[if gpu { devs.len() - 1 } else { 0 }];
+        let a = make(&sa, dev, 1);
+        let b = make(&sb, dev, 2);
+        let labels = Tensor::from_labels(&vec![lab; nlab], dev).unwrap();
+        if let Ok(y) = run(op, &a, &b, d0, d1, &sc, &labels) {
+            // Whatever came out can be reduced, read and differentiated (or says why not).
+            if y.dtype() == kiln::DType::F32 {
+                if let Ok(s) = y.sum_all() {
+                    let _ = s.backward();
+                    let _ = s.item();
+                }
+            }
+            let _ = y.to_vec();
+            // Mixing devices is an error, not a panic.
+            let _ = y.to(&Device::cpu()).and_then(|c| c.add(&a));
+        }
+    }
+}
