@@ -24,7 +24,7 @@ use kiln::nn::functional::cross_entropy;
 use kiln::nn::{Forward, Linear};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
 use kiln::prelude::*;
-use kiln::train::Checkpoint;
+use kiln::train::{Checkpoint, NanGuard};
 use kiln_examples::{default_path, digits};
 
 struct Args {
@@ -158,8 +158,8 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
         model.eval();
         let pred = no_grad(|| model.forward(&x_test)?.argmax(1))?.to_vec_u32()?;
         accuracy = pred.iter().zip(&labels_test).filter(|(p, y)| p == y).count() as f64 / labels_test.len() as f64;
-        // The one read-back of the loss this epoch.
-        let loss = total.item()? / batches.max(1) as f32;
+        // The one read-back of the loss this epoch; the NaN guard stops a run that diverged.
+        let loss = NanGuard.check(step, &total, &model)? / batches.max(1) as f32;
         println!("epoch {epoch:3}  train loss {loss:.4}  test accuracy {:.2}%", accuracy * 100.0);
     }
     let seconds = start.elapsed().as_secs_f64();

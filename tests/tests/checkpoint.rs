@@ -137,3 +137,18 @@ device_test!(bad_checkpoints_change_nothing, |dev| {
     assert!(Checkpoint::load(&plain, dev).unwrap_err().to_string().contains("not a kiln checkpoint"));
     std::fs::remove_dir_all(&dir).ok();
 });
+
+device_test!(nan_guard_stops_and_names_the_culprit, |dev| {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Net::new(dev)?;
+    let guard = kiln::train::NanGuard;
+    let x = Tensor::from_vec(data(12, 1), &[2, 6], dev)?;
+    let y = Tensor::from_labels(&[0, 3], dev)?;
+    let loss = cross_entropy(&net.forward(&x)?, &y)?;
+    assert!(guard.check(1, &loss, &net)?.is_finite());
+    // A weight goes NaN: the next loss is NaN and the guard names the parameter.
+    net.fc2.weight.set(net.fc2.weight.tensor().mul_scalar(f32::NAN)?)?;
+    let loss = cross_entropy(&net.forward(&x)?, &y)?;
+    let e = guard.check(7, &loss, &net).unwrap_err();
+    assert!(matches!(&e, kiln::Error::NonFinite { step: 7, first, .. } if first == "parameter fc2.weight"), "{e}");
+});

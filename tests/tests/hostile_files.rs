@@ -26,8 +26,16 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         ("seven bytes", vec![1, 2, 3, 4, 5, 6, 7]),
         ("truncated", good[..good.len() / 2].to_vec()),
         ("truncated data", good[..good.len() - 4].to_vec()),
-        ("header length past the end", { let mut v = good.clone(); v[..8].copy_from_slice(&(1u64 << 40).to_le_bytes()); v }),
-        ("header length u64::MAX", { let mut v = good.clone(); v[..8].copy_from_slice(&u64::MAX.to_le_bytes()); v }),
+        ("header length past the end", {
+            let mut v = good.clone();
+            v[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+            v
+        }),
+        ("header length u64::MAX", {
+            let mut v = good.clone();
+            v[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+            v
+        }),
         ("header not JSON", file("this is not json", &[])),
         ("non-UTF-8 header", non_utf8),
         ("offsets out of range", file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,800]}}"#, &f32x2)),
@@ -39,7 +47,10 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
                 &f32x2,
             ),
         ),
-        ("shape product overflows", file(r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}}"#, &f32x2)),
+        (
+            "shape product overflows",
+            file(r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}}"#, &f32x2),
+        ),
         ("shape does not match the data", file(r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &f32x2)),
         ("unknown dtype", file(r#"{"a":{"dtype":"F99","shape":[2],"data_offsets":[0,8]}}"#, &f32x2)),
         ("unsupported dtype", file(r#"{"a":{"dtype":"BOOL","shape":[8],"data_offsets":[0,8]}}"#, &f32x2)),
@@ -60,7 +71,8 @@ fn malformed_files_are_refused_and_change_nothing() {
     let dev = Device::cpu();
     let dir = std::env::temp_dir().join(format!("kiln-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let model = Sequential::new().push(Linear::new(5, 7, &dev).unwrap()).push(ReLU).push(Linear::new(7, 3, &dev).unwrap());
+    let model =
+        Sequential::new().push(Linear::new(5, 7, &dev).unwrap()).push(ReLU).push(Linear::new(7, 3, &dev).unwrap());
     let before: Vec<Vec<f32>> = model.state_dict().iter().map(|(_, t)| t.to_vec().unwrap()).collect();
     let mut refused = 0;
     for (name, bytes) in cases() {
@@ -69,7 +81,10 @@ fn malformed_files_are_refused_and_change_nothing() {
         let r = load_safetensors(&path, &dev);
         match r {
             Err(e) => {
-                assert!(e.to_string().contains(&path.display().to_string()) || e.to_string().contains("load_safetensors"), "{name}: {e}");
+                assert!(
+                    e.to_string().contains(&path.display().to_string()) || e.to_string().contains("load_safetensors"),
+                    "{name}: {e}"
+                );
                 refused += 1;
             }
             Ok(sd) => {

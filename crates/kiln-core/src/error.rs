@@ -121,6 +121,16 @@ pub enum Error {
         /// "forward" or "backward".
         phase: &'static str,
     },
+    /// Training produced a NaN or infinite loss (raised by the NaN guard).
+    #[error("non-finite training: at step {step} the loss is {loss}; first non-finite: {first}")]
+    NonFinite {
+        /// The step at which it was noticed.
+        step: u64,
+        /// The loss value.
+        loss: f32,
+        /// The first parameter (or gradient) that is not finite, or "loss only".
+        first: String,
+    },
     /// The GPU layer failed (no adapter, a buffer too large, a wgpu error).
     #[error(transparent)]
     Device(#[from] kiln_device::DeviceError),

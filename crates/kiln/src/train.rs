@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kiln_core::{Device, Error, Module, Result, StateDict, rng};
+use kiln_core::{Device, Error, Module, Result, StateDict, Tensor, rng};
 use kiln_optim::Optimizer;
 use kiln_optim::lr_scheduler::LrScheduler;
 use serde::{Deserialize, Serialize};
@@ -147,5 +147,36 @@ impl Checkpoint {
             rng::set_state(r);
         }
         Ok(())
+    }
+}
+
+/// Stops training on NaN/Inf instead of training on through it. `check` reads the loss (one
+/// read-back; call it every N steps, or once per epoch with the epoch's accumulated loss) and,
+/// when it is not finite, returns [`Error::NonFinite`] with the step, the loss and the first
+/// parameter or gradient that went non-finite (statistics computed on the device).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NanGuard;
+
+impl NanGuard {
+    /// Checks `loss` (a one-element tensor) at `step`; on a non-finite loss, names the culprit.
+    pub fn check(&self, step: u64, loss: &Tensor, model: &dyn Module) -> Result<f32> {
+        let l = loss.item()?;
+        if l.is_finite() {
+            return Ok(l);
+        }
+        let mut first = "loss only (every parameter and gradient is finite)".to_string();
+        for s in crate::inspect::parameter_stats(model)? {
+            if !s.value.is_finite() {
+                first = format!("parameter {}", s.name);
+                break;
+            }
+            if let crate::inspect::GradState::Present(g) = s.grad {
+                if !g.is_finite() {
+                    first = format!("gradient of {}", s.name);
+                    break;
+                }
+            }
+        }
+        Err(Error::NonFinite { step, loss: l, first })
     }
 }
