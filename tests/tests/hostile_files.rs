@@ -104,3 +104,42 @@ fn malformed_files_are_refused_and_change_nothing() {
     model.load_state_dict(&load_safetensors(&good, &dev).unwrap(), true).unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+mod mutations {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random corruptions of a valid file (byte flips, truncation, a rewritten header
+        /// length): the loader returns Ok or an error, never panics, never allocates from a
+        /// corrupt length.
+        #[test]
+        fn corrupted_files_never_panic(
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+            header_len in prop::option::of(any::<u64>()),
+        ) {
+            let mut bytes = std::fs::read(fixture("custom.safetensors")).unwrap();
+            for (i, b) in flips {
+                let i = i.index(bytes.len());
+                bytes[i] = b;
+            }
+            if let Some(n) = header_len {
+                bytes[..8].copy_from_slice(&n.to_le_bytes());
+            }
+            if truncate {
+                let c = cut.index(bytes.len());
+                bytes.truncate(c);
+            }
+            let dev = Device::cpu();
+            if let Ok(sd) = kiln::io::from_safetensors_bytes(&bytes, &dev) {
+                for (_, t) in sd.iter() {
+                    let _ = t.to_vec();
+                }
+            }
+        }
+    }
+}
