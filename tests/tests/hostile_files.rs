@@ -143,3 +143,22 @@ mod mutations {
         }
     }
 }
+
+/// CI replays the fuzzing corpus (fuzz/corpus/load_safetensors, kept by `cargo fuzz`): every
+/// input is refused or loaded, never a panic.
+#[test]
+fn fuzz_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/load_safetensors");
+    let dev = Device::cpu();
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        if let Ok(sd) = kiln::io::from_safetensors_bytes(&bytes, &dev) {
+            for (_, t) in sd.iter() {
+                let _ = t.to_vec();
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 4, "the corpus has {n} inputs");
+}

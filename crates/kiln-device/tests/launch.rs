@@ -62,3 +62,38 @@ fn unary_binary_matmul_reduce_roundtrip() {
     let idx: Vec<u32> = bytemuck::cast_slice(&d.read(&i.unwrap(), 8).unwrap()).to_vec();
     assert_eq!(idx, vec![499, 499]);
 }
+
+#[test]
+fn wgpu_validation_errors_become_errors() {
+    let Some(shared) = dev() else { return };
+    // A device of its own (so that no other test's submit sees this test's error).
+    use kiln_device::wgpu;
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .or_else(|_| {
+                pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+                    force_fallback_adapter: true,
+                    ..Default::default()
+                }))
+            })
+            .unwrap();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let d = GpuDevice::from_wgpu(device, queue);
+    assert_ne!(d, shared);
+    // An invalid buffer (MAP_READ with STORAGE) is a validation error outside any error scope:
+    // the uncaptured-error handler keeps it and the next synchronize returns it.
+    let _bad = d.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("invalid on purpose"),
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let e = d.synchronize().unwrap_err();
+    assert!(matches!(e, kiln_device::DeviceError::Wgpu(_)), "{e}");
+    // The error is reported once; the device keeps working.
+    d.synchronize().unwrap();
+    let x = d.upload(bytemuck::cast_slice(&[1.0f32, 2.0]), "t").unwrap();
+    let y = kernels::unary(&d, UnaryOp::Neg, 0.0, &x, 2).unwrap();
+    assert_eq!(f32s(&d, &y, 2), vec![-1.0, -2.0]);
+}
