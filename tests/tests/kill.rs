@@ -41,7 +41,7 @@ fn child_trainer() {
 }
 
 fn last_logged(dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(dir.join("completed.log")).ok()?.lines().filter_map(|l| l.trim().parse().ok()).last()
+    std::fs::read_to_string(dir.join("completed.log")).ok()?.lines().filter_map(|l| l.trim().parse().ok()).next_back()
 }
 
 #[test]
@@ -53,7 +53,6 @@ fn checkpoints_survive_sigkill() {
     let dev = Device::cpu();
     let mut rng = 0x2545F4914F6CDD1Du64;
     let mut survived = 0;
-    let mut previous = 0;
     for round in 0..25 {
         let mut child = Command::new(&exe)
             .args(["--ignored", "--exact", "child_trainer", "--nocapture"])
@@ -80,8 +79,6 @@ fn checkpoints_survive_sigkill() {
         // landed between the rename and the log line.
         let l = logged.unwrap_or(0);
         assert!(step == l || step == l + 1, "round {round}: checkpoint step {step}, last logged {l}");
-        assert!(step >= previous, "round {round}: went back from {previous} to {step}");
-        previous = step;
         let m = model(&dev);
         let mut opt = Adam::new(m.named_parameters(), AdamConfig::default()).unwrap();
         ck.restore(&m, Some(&mut opt), None).unwrap();
@@ -90,7 +87,6 @@ fn checkpoints_survive_sigkill() {
         // The next child starts its own run from step 1: clear the state for a fresh sequence.
         std::fs::remove_file(&path).unwrap();
         std::fs::remove_file(dir.join("completed.log")).ok();
-        previous = 0;
     }
     assert!(survived >= 20, "only {survived} rounds had a checkpoint to check");
     eprintln!("kills survived: {survived} of 25");
