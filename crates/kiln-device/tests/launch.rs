@@ -97,3 +97,29 @@ fn wgpu_validation_errors_become_errors() {
     let y = kernels::unary(&d, UnaryOp::Neg, 0.0, &x, 2).unwrap();
     assert_eq!(f32s(&d, &y, 2), vec![-1.0, -2.0]);
 }
+
+#[test]
+fn a_lost_device_gives_errors_not_aborts() {
+    if dev().is_none() {
+        return;
+    }
+    use kiln_device::wgpu;
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .or_else(|_| {
+                pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+                    force_fallback_adapter: true,
+                    ..Default::default()
+                }))
+            })
+            .unwrap();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let d = GpuDevice::from_wgpu(device, queue);
+    let x = d.upload(bytemuck::cast_slice(&[1.0f32, 2.0]), "t").unwrap();
+    d.synchronize().unwrap();
+    d.wgpu_device().destroy(); // the device is lost
+    let r = kernels::unary(&d, UnaryOp::Exp, 0.0, &x, 2).and_then(|y| d.read(&y, 8));
+    assert!(r.is_err(), "work on a lost device must fail");
+    assert!(d.synchronize().is_err() || d.read(&x, 8).is_err());
+}
