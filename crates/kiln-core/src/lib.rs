@@ -17,6 +17,8 @@
 //! # Ok::<(), kiln_core::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod autograd;
 mod cpu;
 mod device;

@@ -10,6 +10,8 @@
 //! The WGSL sources live in the workspace's `shaders/` folder, one file per kernel family, and are
 //! compiled into this crate with `include_str!` (see [`shaders`]).
 
+#![warn(missing_docs)]
+
 mod batch;
 mod context;
 mod error;

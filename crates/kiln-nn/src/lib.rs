@@ -5,6 +5,8 @@
 //! `bias` [out]; `BatchNorm1d` has `weight`, `bias` and the buffers `running_mean`,
 //! `running_var`, `num_batches_tracked`; `Sequential` names its children "0", "1", ...
 
+#![warn(missing_docs)]
+
 mod batchnorm;
 mod dropout;
 mod embedding;

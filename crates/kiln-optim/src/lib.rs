@@ -5,6 +5,7 @@
 //! checkpoint resumes into a fresh process exactly. Frozen parameters (`requires_grad ==
 //! false`) and parameters without a gradient are skipped.
 
+#![warn(missing_docs)]
 // `!(x >= 0.0)` is deliberate throughout: it rejects NaN as well as negatives.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 

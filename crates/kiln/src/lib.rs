@@ -20,6 +20,8 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 /// The `Module` trait and `#[derive(Module)]` (one name, as serde does).
 pub use kiln_core::Module;
 pub use kiln_core::{
