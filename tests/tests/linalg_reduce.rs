@@ -245,3 +245,17 @@ device_test!(layout_ops_and_their_gradients, |dev| {
     assert_eq!(b.grad().unwrap().to_vec()?, vec![10.0; 3]);
     assert!(b.broadcast_to(&[3, 2, 4]).is_err());
 });
+
+device_test!(concat_and_slice_flat, |dev| {
+    let a = tensor(&[3, 5], 1, dev, false);
+    let b = tensor(&[7], 2, dev, false);
+    let c = tensor(&[2, 2, 2], 3, dev, false);
+    let flat = Tensor::concat_flat(&[a.clone(), b.clone(), c.clone()], dev)?;
+    assert_eq!(flat.shape(), &[30]);
+    let want: Vec<f32> = [a.to_vec()?, b.to_vec()?, c.to_vec()?].concat();
+    assert_eq!(flat.to_vec()?, want);
+    assert_eq!(flat.slice_flat(15, &[7])?.to_vec()?, b.to_vec()?);
+    assert_eq!(flat.slice_flat(22, &[2, 2, 2])?.to_vec()?, c.to_vec()?);
+    assert_eq!(flat.slice_flat(0, &[3, 5])?.to_vec()?, a.to_vec()?);
+    assert!(flat.slice_flat(25, &[6]).is_err());
+});

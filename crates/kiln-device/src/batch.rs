@@ -189,6 +189,25 @@ impl GpuDevice {
 
     /// Copies `bytes` bytes from `src` to `dst` (both pooled buffers) in recording order.
     pub fn copy(&self, src: &GpuBuffer, dst: &GpuBuffer, bytes: u64) -> DeviceResult<()> {
+        self.copy_region(src, 0, dst, 0, bytes)
+    }
+
+    /// Copies `bytes` bytes from `src` at `src_offset` to `dst` at `dst_offset` (offsets and
+    /// size multiples of 4) in recording order.
+    pub fn copy_region(
+        &self,
+        src: &GpuBuffer,
+        src_offset: u64,
+        dst: &GpuBuffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) -> DeviceResult<()> {
+        if src_offset + bytes > src.bucket_bytes() || dst_offset + bytes > dst.bucket_bytes() {
+            return Err(DeviceError::Launch {
+                op: "copy",
+                msg: format!("{bytes} bytes at {src_offset}/{dst_offset} exceed the buffers"),
+            });
+        }
         if bytes == 0 {
             return Ok(());
         }
@@ -197,7 +216,13 @@ impl GpuDevice {
         if p.encoder.is_none() {
             p.encoder = Some(self.inner.device.create_command_encoder(&Default::default()));
         }
-        p.encoder.as_mut().unwrap().copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, bytes.next_multiple_of(4));
+        p.encoder.as_mut().unwrap().copy_buffer_to_buffer(
+            src.raw(),
+            src_offset,
+            dst.raw(),
+            dst_offset,
+            bytes.next_multiple_of(4),
+        );
         Ok(())
     }
 

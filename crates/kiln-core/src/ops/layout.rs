@@ -115,6 +115,57 @@ impl Tensor {
         self.reshape(&[self.numel()])
     }
 
+    /// The elements of every tensor, one after the other, as one flat F32 tensor on their
+    /// (common) device; on the GPU, buffer-to-buffer copies with no read-back. Not recorded for
+    /// autograd (for collectives and checkpoints).
+    pub fn concat_flat(tensors: &[Tensor], dev: &crate::device::Device) -> Result<Tensor> {
+        let n: usize = tensors.iter().map(|t| t.numel()).sum();
+        for t in tensors {
+            t.expect_dtype("concat_flat", DType::F32)?;
+            if t.dev() != dev {
+                return Err(Error::DeviceMismatch { op: "concat_flat", lhs: dev.name(), rhs: t.dev().name() });
+            }
+        }
+        match dev {
+            crate::device::Device::Cpu => {
+                let mut v = Vec::with_capacity(n);
+                for t in tensors {
+                    v.extend_from_slice(t.cpu_f32());
+                }
+                Tensor::from_vec(v, &[n], dev)
+            }
+            crate::device::Device::Gpu(g) => {
+                let out = g.alloc((n * 4) as u64, "concat_flat")?;
+                let mut off = 0u64;
+                for t in tensors {
+                    if let Storage::Gpu(b) = t.storage() {
+                        g.copy_region(b, 0, &out, off, (t.numel() * 4) as u64)?;
+                    }
+                    off += (t.numel() * 4) as u64;
+                }
+                Ok(Tensor::from_parts(Storage::gpu(out), vec![n], DType::F32, dev.clone()))
+            }
+        }
+    }
+
+    /// `shape`'s worth of elements of this flat F32 tensor from element `offset`, as a new
+    /// tensor (one gather on the GPU). Not recorded for autograd.
+    pub fn slice_flat(&self, offset: usize, shape: &[usize]) -> Result<Tensor> {
+        self.expect_dtype("slice_flat", DType::F32)?;
+        let n = checked_numel("slice_flat", shape)?;
+        if offset.checked_add(n).is_none_or(|e| e > self.numel()) {
+            return Err(Error::invalid(
+                "slice_flat",
+                format!("{n} elements at {offset} exceed {} elements", self.numel()),
+            ));
+        }
+        let storage = match self.storage() {
+            Storage::Gpu(b) => Storage::gpu(kernels::gather(gpu(self.dev()), b, &[n.max(1)], &[1], offset)?),
+            _ => Storage::f32_cpu(self.cpu_f32()[offset..offset + n].to_vec()),
+        };
+        Ok(Tensor::from_parts(storage, shape.to_vec(), DType::F32, self.device()))
+    }
+
     /// Sums a (broadcast) gradient down to `shape`: leading extra dims and dims that are 1 in
     /// `shape` are summed away. The gradient rule of every broadcasting op.
     pub(crate) fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
