@@ -273,3 +273,31 @@ mod tests {
         assert_eq!(v, vec![1.0, 2.0]);
     }
 }
+
+#[cfg(test)]
+mod ddp_tests {
+    use super::*;
+    use kiln::nn::{Linear, ReLU, Sequential};
+
+    #[test]
+    fn sync_in_a_world_of_one_keeps_gradients_skips_frozen_fills_missing() {
+        if cfg!(feature = "mpi") {
+            return; // under MPI this binary may run without a launcher; the MPI path is checked by ddp_check
+        }
+        let dev = Device::cpu();
+        let m =
+            Sequential::new().push(Linear::new(3, 4, &dev).unwrap()).push(ReLU).push(Linear::new(4, 2, &dev).unwrap());
+        let d = init().unwrap();
+        let ddp = DistributedDataParallel::new(&m, &d).unwrap().with_bucket_elems(5); // several buckets
+        let ps = m.parameters();
+        ps[0].set_requires_grad(false); // frozen: untouched
+        ps[1].set_grad(Some(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[4], &dev).unwrap()));
+        // ps[2] and ps[3] have no gradient: they get zeros.
+        let bytes = ddp.sync_gradients().unwrap();
+        assert_eq!(bytes, (4 + 8 + 2) * 4);
+        assert!(ps[0].grad().is_none());
+        assert_eq!(ps[1].grad().unwrap().to_vec().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(ps[2].grad().unwrap().to_vec().unwrap(), vec![0.0; 8]);
+        assert_eq!(ps[3].grad().unwrap().shape(), &[2]);
+    }
+}
