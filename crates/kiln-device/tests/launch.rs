@@ -63,10 +63,8 @@ fn unary_binary_matmul_reduce_roundtrip() {
     assert_eq!(idx, vec![499, 499]);
 }
 
-#[test]
-fn wgpu_validation_errors_become_errors() {
-    let Some(shared) = dev() else { return };
-    // A device of its own (so that no other test's submit sees this test's error).
+/// A wgpu device of the test's own (so that no other test's submit sees its errors).
+fn own_device() -> GpuDevice {
     use kiln_device::wgpu;
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
     let adapter =
@@ -79,7 +77,15 @@ fn wgpu_validation_errors_become_errors() {
             })
             .unwrap();
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
-    let d = GpuDevice::from_wgpu(device, queue);
+    GpuDevice::from_wgpu(device, queue)
+}
+
+#[test]
+fn wgpu_validation_errors_become_errors() {
+    let Some(shared) = dev() else { return };
+    // A device of its own (so that no other test's submit sees this test's error).
+    use kiln_device::wgpu;
+    let d = own_device();
     assert_ne!(d, shared);
     // An invalid buffer (MAP_READ with STORAGE) is a validation error outside any error scope:
     // the uncaptured-error handler keeps it and the next synchronize returns it.
@@ -103,19 +109,7 @@ fn a_lost_device_gives_errors_not_aborts() {
     if dev().is_none() {
         return;
     }
-    use kiln_device::wgpu;
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapter =
-        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
-            .or_else(|_| {
-                pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-                    force_fallback_adapter: true,
-                    ..Default::default()
-                }))
-            })
-            .unwrap();
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
-    let d = GpuDevice::from_wgpu(device, queue);
+    let d = own_device();
     let x = d.upload(bytemuck::cast_slice(&[1.0f32, 2.0]), "t").unwrap();
     d.synchronize().unwrap();
     d.wgpu_device().destroy(); // the device is lost

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::Optimizer;
 use crate::fused;
 use crate::groups::{Group, HasLr, check_unique, load_groups, save_groups};
-use crate::state::{ParamState, StateBuf, check_names, load_state, save_state};
+use crate::state::{ParamState, StateBuf, load_all, save_all};
 
 /// Adam/AdamW hyperparameters; `Default` is PyTorch's Adam (lr 1e-3, betas (0.9, 0.999),
 /// eps 1e-8, no weight decay). PyTorch's AdamW defaults to weight_decay 0.01:
@@ -154,14 +154,7 @@ impl<const DECOUPLED: bool> Optimizer for AdamBase<DECOUPLED> {
     crate::groups::group_methods!();
 
     fn state_dict(&self) -> Result<StateDict> {
-        let mut sd = StateDict::new();
-        for g in &self.groups {
-            for (name, p) in &g.params {
-                if let Some(st) = self.state.get(name) {
-                    save_state(&mut sd, name, st, ADAM_BUFS, &p.shape())?;
-                }
-            }
-        }
+        let mut sd = save_all(&self.groups, &self.state, ADAM_BUFS)?;
         save_groups(&mut sd, self.kind(), &self.groups)?;
         Ok(sd)
     }
@@ -171,19 +164,12 @@ impl<const DECOUPLED: bool> Optimizer for AdamBase<DECOUPLED> {
         for c in &cfgs {
             c.check()?;
         }
-        let names: Vec<String> = self.groups.iter().flat_map(|g| g.params.iter().map(|(n, _)| n.clone())).collect();
-        check_names(sd, &names)?;
-        let mut state = HashMap::new();
-        for (name, p) in self.groups.iter().flat_map(|g| g.params.iter()) {
-            if let Some(st) = load_state(sd, name, p, ADAM_BUFS)? {
-                if st.bufs[0].is_none() || st.bufs[1].is_none() {
-                    return Err(Error::invalid(
-                        "optimizer load_state_dict",
-                        format!("state for {name:?} lacks exp_avg/exp_avg_sq"),
-                    ));
-                }
-                state.insert(name.clone(), st);
-            }
+        let state = load_all(sd, &self.groups, ADAM_BUFS)?;
+        if let Some((name, _)) = state.iter().find(|(_, st)| st.bufs[0].is_none() || st.bufs[1].is_none()) {
+            return Err(Error::invalid(
+                "optimizer load_state_dict",
+                format!("state for {name:?} lacks exp_avg/exp_avg_sq"),
+            ));
         }
         for (g, c) in self.groups.iter_mut().zip(cfgs) {
             g.replace(c);

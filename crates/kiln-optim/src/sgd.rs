@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::Optimizer;
 use crate::fused;
 use crate::groups::{Group, HasLr, check_unique, load_groups, save_groups};
-use crate::state::{ParamState, StateBuf, check_names, load_state, save_state};
+use crate::state::{ParamState, StateBuf, load_all, save_all};
 
 /// SGD hyperparameters; `Default` is PyTorch's (lr 1e-3, everything else off).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -113,14 +113,7 @@ impl Optimizer for Sgd {
     crate::groups::group_methods!();
 
     fn state_dict(&self) -> Result<StateDict> {
-        let mut sd = StateDict::new();
-        for g in &self.groups {
-            for (name, p) in &g.params {
-                if let Some(st) = self.state.get(name) {
-                    save_state(&mut sd, name, st, SGD_BUFS, &p.shape())?;
-                }
-            }
-        }
+        let mut sd = save_all(&self.groups, &self.state, SGD_BUFS)?;
         save_groups(&mut sd, "SGD", &self.groups)?;
         Ok(sd)
     }
@@ -130,14 +123,7 @@ impl Optimizer for Sgd {
         for c in &cfgs {
             c.check()?;
         }
-        let names: Vec<String> = self.groups.iter().flat_map(|g| g.params.iter().map(|(n, _)| n.clone())).collect();
-        check_names(sd, &names)?;
-        let mut state = HashMap::new();
-        for (name, p) in self.groups.iter().flat_map(|g| g.params.iter()) {
-            if let Some(st) = load_state(sd, name, p, SGD_BUFS)? {
-                state.insert(name.clone(), st);
-            }
-        }
+        let state = load_all(sd, &self.groups, SGD_BUFS)?;
         for (g, c) in self.groups.iter_mut().zip(cfgs) {
             g.replace(c);
         }

@@ -131,3 +131,37 @@ pub(crate) fn check_names(sd: &StateDict, known: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+/// The state of every parameter of `groups` into a state_dict (names in group order).
+pub(crate) fn save_all<C>(
+    groups: &[crate::groups::Group<C>],
+    state: &std::collections::HashMap<String, ParamState>,
+    names: [&str; 3],
+) -> Result<StateDict> {
+    let mut sd = StateDict::new();
+    for g in groups {
+        for (name, p) in &g.params {
+            if let Some(st) = state.get(name) {
+                save_state(&mut sd, name, st, names, &p.shape())?;
+            }
+        }
+    }
+    Ok(sd)
+}
+
+/// Every parameter's state from `sd` (checking that no entry names an unknown parameter).
+pub(crate) fn load_all<C>(
+    sd: &StateDict,
+    groups: &[crate::groups::Group<C>],
+    names: [&str; 3],
+) -> Result<std::collections::HashMap<String, ParamState>> {
+    let known: Vec<String> = groups.iter().flat_map(|g| g.params.iter().map(|(n, _)| n.clone())).collect();
+    check_names(sd, &known)?;
+    let mut state = std::collections::HashMap::new();
+    for (name, p) in groups.iter().flat_map(|g| g.params.iter()) {
+        if let Some(st) = load_state(sd, name, p, names)? {
+            state.insert(name.clone(), st);
+        }
+    }
+    Ok(state)
+}
