@@ -77,6 +77,7 @@ device_test!(matmul_2d_any_shape, |dev| {
 device_test!(matmul_batched_and_broadcast, |dev| {
     check_matmul(dev, &[4, 65, 33], &[4, 33, 17], 1e-5);
     check_matmul(dev, &[3, 40, 32], &[3, 32, 36], 1e-5);
+    check_matmul(dev, &[2, 80, 32], &[2, 32, 36], 1e-5);
     check_matmul(dev, &[1, 40, 32], &[3, 32, 36], 1e-5);
     check_matmul(dev, &[1, 5, 3], &[4, 3, 2], 1e-5);
     check_matmul(dev, &[4, 5, 3], &[1, 3, 2], 1e-5);

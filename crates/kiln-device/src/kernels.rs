@@ -309,11 +309,11 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
         c_bs: u(d.m * d.n)?,
         pad3: [0; 3],
     };
-    let (family, entry, tile) = matmul_variant(d);
+    let (family, entry, tile, rows) = matmul_variant(d);
     let pipe = dev.pipeline(family, entry, &[])?;
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
     let gx = d.n.div_ceil(tile).div_ceil(8);
-    let gy = d.m.div_ceil(tile).div_ceil(8);
+    let gy = d.m.div_ceil(rows).div_ceil(8);
     if gx > max || gy > max || d.batch > max {
         return Err(DeviceError::Launch {
             op: "matmul",
@@ -331,31 +331,34 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
 
 /// Picks the kernel for a product: vec4 loads when the contracted dim is contiguous and
 /// 4-aligned, 8x8 blocks when the output is large enough to keep the grid busy, else 4x4 blocks.
-/// `KILN_MATMUL=scalar4|scalar8` forces a scalar variant (for benchmarks and tests).
-fn matmul_variant(d: &MatmulDesc) -> (Family, &'static str, usize) {
+/// `KILN_MATMUL=scalar4|scalar8` forces a scalar variant (for benchmarks and tests). Returns
+/// the family, the entry point, and the columns and rows each invocation computes.
+fn matmul_variant(d: &MatmulDesc) -> (Family, &'static str, usize, usize) {
     let force = std::env::var("KILN_MATMUL").unwrap_or_default();
     match force.as_str() {
-        "scalar4" => return (Family::Matmul, "matmul", 4),
-        "scalar8" => return (Family::Matmul, "matmul8", 8),
+        "scalar4" => return (Family::Matmul, "matmul", 4, 4),
+        "scalar8" => return (Family::Matmul, "matmul8", 8, 8),
         _ => {}
     }
     let big = d.m >= 32 && d.n >= 32;
+    // 16-row tiles once M can fill them.
+    let tall = d.m >= 64;
     let a4 = d.a_cs == 1 && d.k % 4 == 0 && d.a_rs % 4 == 0 && d.a_bs % 4 == 0;
     if big && a4 {
         if d.b_cs == 1 && d.n % 4 == 0 && d.b_rs % 4 == 0 && d.b_bs % 4 == 0 {
-            return (Family::MatmulVec4, "nn", 8);
+            return if tall { (Family::MatmulVec4, "nn16", 8, 16) } else { (Family::MatmulVec4, "nn", 8, 8) };
         }
         if d.b_rs == 1 && d.b_cs % 4 == 0 && d.b_bs % 4 == 0 {
-            return (Family::MatmulVec4, "nt", 8);
+            return if tall { (Family::MatmulVec4, "nt16", 8, 16) } else { (Family::MatmulVec4, "nt", 8, 8) };
         }
     }
     // A transposed (stored [K, M]) times B plain (stored [K, N]): the weight gradient.
     let at4 = d.a_rs == 1 && d.m % 4 == 0 && d.a_cs % 4 == 0 && d.a_bs % 4 == 0;
     let b4 = d.b_cs == 1 && d.n % 4 == 0 && d.b_rs % 4 == 0 && d.b_bs % 4 == 0;
     if big && at4 && b4 {
-        return (Family::MatmulVec4, "tn", 8);
+        return (Family::MatmulVec4, "tn", 8, 8);
     }
-    if d.m >= 64 && d.n >= 64 { (Family::Matmul, "matmul8", 8) } else { (Family::Matmul, "matmul", 4) }
+    if d.m >= 64 && d.n >= 64 { (Family::Matmul, "matmul8", 8, 8) } else { (Family::Matmul, "matmul", 4, 4) }
 }
 
 /// Which reduction [`reduce`] computes.
