@@ -53,7 +53,9 @@ pub(crate) struct PipelineEntry {
     pub(crate) layout: wgpu::BindGroupLayout,
 }
 
-type PipelineKey = (Family, &'static str, Vec<(&'static str, u32)>);
+/// A pipeline's identity: family, entry point and up to two override constants (every kernel
+/// uses at most one), fixed-size so that the per-dispatch lookup allocates nothing.
+type PipelineKey = (Family, &'static str, [Option<(&'static str, u32)>; 2]);
 
 pub(crate) struct Inner {
     pub(crate) id: u64,
@@ -361,7 +363,13 @@ impl GpuDevice {
         entry: &'static str,
         constants: &[(&'static str, u32)],
     ) -> DeviceResult<Arc<PipelineEntry>> {
-        let key: PipelineKey = (family, entry, constants.to_vec());
+        if constants.len() > 2 {
+            return Err(DeviceError::Launch {
+                op: "pipeline",
+                msg: format!("{} override constants (at most 2)", constants.len()),
+            });
+        }
+        let key: PipelineKey = (family, entry, [constants.first().copied(), constants.get(1).copied()]);
         if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }

@@ -334,7 +334,9 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
 /// `KILN_MATMUL=scalar4|scalar8` forces a scalar variant (for benchmarks and tests). Returns
 /// the family, the entry point, and the columns and rows each invocation computes.
 fn matmul_variant(d: &MatmulDesc) -> (Family, &'static str, usize, usize) {
-    let force = std::env::var("KILN_MATMUL").unwrap_or_default();
+    // Read once per process: this runs on every matmul launch.
+    static FORCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let force = FORCE.get_or_init(|| std::env::var("KILN_MATMUL").unwrap_or_default());
     match force.as_str() {
         "scalar4" => return (Family::Matmul, "matmul", 4, 4),
         "scalar8" => return (Family::Matmul, "matmul8", 8, 8),
