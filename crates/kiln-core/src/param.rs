@@ -113,9 +113,7 @@ impl Parameter {
     /// Replaces the value, as an in-place update under `no_grad` would (the shape must match; a
     /// value on another device is copied to the parameter's device). Every handle sees it.
     pub fn set(&self, t: Tensor) -> Result<()> {
-        let t = checked_value("Parameter::set", &self.inner.value.read().unwrap(), t)?;
-        *self.inner.value.write().unwrap() = t;
-        Ok(())
+        replace_checked("Parameter::set", &self.inner.value, t)
     }
 
     /// The pruning mask, if the parameter is pruned.
@@ -186,6 +184,14 @@ fn checked_value(op: &'static str, cur: &Tensor, t: Tensor) -> Result<Tensor> {
     Ok(t.to(cur.dev())?.detach())
 }
 
+/// Replaces the value in `slot` after [`checked_value`] (the one body of `Parameter::set` and
+/// `Buffer::set`).
+fn replace_checked(op: &'static str, slot: &RwLock<Tensor>, t: Tensor) -> Result<()> {
+    let t = checked_value(op, &slot.read().unwrap(), t)?;
+    *slot.write().unwrap() = t;
+    Ok(())
+}
+
 struct BufferInner {
     id: u64,
     value: RwLock<Tensor>,
@@ -238,9 +244,7 @@ impl Buffer {
 
     /// Replaces the value (same shape and dtype; moved to the buffer's device).
     pub fn set(&self, t: Tensor) -> Result<()> {
-        let t = checked_value("Buffer::set", &self.inner.value.read().unwrap(), t)?;
-        *self.inner.value.write().unwrap() = t;
-        Ok(())
+        replace_checked("Buffer::set", &self.inner.value, t)
     }
 
     /// The shape.

@@ -141,9 +141,8 @@ pub fn write_histograms(model: &dyn Module, dir: impl AsRef<Path>, bins: usize) 
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut files = Vec::new();
-    for s in parameter_stats(model)? {
-        let p =
-            model.named_parameters().into_iter().find(|(n, _)| *n == s.name).map(|(_, p)| p).expect("named parameter");
+    // parameter_stats lists the parameters in named_parameters() order: one walk of the model.
+    for (s, (_, p)) in parameter_stats(model)?.into_iter().zip(model.named_parameters()) {
         let (lo, hi) = (s.value.min, s.value.max);
         if !lo.is_finite() {
             continue;
