@@ -79,6 +79,96 @@ pub fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
+/// `sum(y * w)` for a fixed pseudo-random `w`, and `w` in f64: a loss whose gradient is `w`.
+pub fn weighted_sum(y: &Tensor, seed: u64) -> (Tensor, Vec<f64>) {
+    let w = Tensor::from_vec(data(y.numel(), seed), y.shape(), &y.device()).unwrap();
+    (y.mul(&w).unwrap().sum_all().unwrap(), f64s(&w.to_vec().unwrap()))
+}
+
+/// C = A @ B in f64 for row-major [m,k] and [k,n].
+pub fn mm(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            for j in 0..n {
+                c[i * n + j] += a[i * k + p] * b[p * n + j];
+            }
+        }
+    }
+    c
+}
+
+/// The transpose of a row-major [r, c] matrix.
+pub fn tr(a: &[f64], r: usize, c: usize) -> Vec<f64> {
+    let mut t = vec![0.0; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = a[i * c + j];
+        }
+    }
+    t
+}
+
+/// Checks a (possibly batched) matmul against f64, including both gradients.
+#[track_caller]
+pub fn check_matmul(dev: &Device, sa: &[usize], sb: &[usize], rtol: f64) {
+    let a = tensor(sa, 21, dev, true);
+    let b = tensor(sb, 22, dev, true);
+    let y = a.matmul(&b).unwrap();
+    let (m, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+    let n = sb[sb.len() - 1];
+    let ba = if sa.len() == 3 { sa[0] } else { 1 };
+    let bb = if sb.len() == 3 { sb[0] } else { 1 };
+    let batch = ba.max(bb);
+    let (av, bv) = (f64s(&a.to_vec().unwrap()), f64s(&b.to_vec().unwrap()));
+    let (loss, w) = weighted_sum(&y, 23);
+    loss.backward().unwrap();
+    let mut want = Vec::new();
+    let mut ga = vec![0.0; av.len()];
+    let mut gb = vec![0.0; bv.len()];
+    for z in 0..batch {
+        let (za, zb) = (if ba == 1 { 0 } else { z }, if bb == 1 { 0 } else { z });
+        let a_z = &av[za * m * k..(za + 1) * m * k];
+        let b_z = &bv[zb * k * n..(zb + 1) * k * n];
+        want.extend(mm(a_z, b_z, m, k, n));
+        let g = &w[z * m * n..(z + 1) * m * n];
+        for (acc, v) in ga[za * m * k..].iter_mut().zip(mm(g, &tr(b_z, k, n), m, n, k)) {
+            *acc += v;
+        }
+        for (acc, v) in gb[zb * k * n..].iter_mut().zip(mm(&tr(a_z, m, k), g, k, m, n)) {
+            *acc += v;
+        }
+    }
+    assert_close(&y.to_vec().unwrap(), &want, rtol);
+    assert_close(&a.grad().unwrap().to_vec().unwrap(), &ga, rtol);
+    assert_close(&b.grad().unwrap().to_vec().unwrap(), &gb, rtol);
+}
+
+/// Products shaped to reach every matmul kernel (the subgroup kernels on software adapters,
+/// the vec4 tiles elsewhere): each forward and both gradients against f64, with edges that are
+/// not multiples of any tile. The backward of `x @ w` runs the `nt` form (g @ w^T) and the `tn`
+/// form (x^T @ g); `linear` (x @ w^T, w stored [N, K] and read transposed) runs `nt` forward.
+#[track_caller]
+pub fn matmul_kernel_cases(dev: &Device) {
+    for (m, k, n) in [(130, 36, 44), (70, 12, 20), (33, 64, 65), (200, 16, 36)] {
+        check_matmul(dev, &[m, k], &[k, n], 1e-5);
+    }
+    check_matmul(dev, &[3, 70, 32], &[3, 32, 36], 1e-5);
+    check_matmul(dev, &[2, 66, 40], &[40, 12], 1e-5);
+    // linear: x [M, K] @ w^T with w stored [N, K]; N = 10 takes the narrow `nt`.
+    for (m, k, n) in [(70, 12, 10), (130, 20, 44), (65, 8, 3)] {
+        let x = tensor(&[m, k], 41, dev, true);
+        let w = tensor(&[n, k], 42, dev, true);
+        let y = Tensor::linear(&x, &w, None).unwrap();
+        let (xv, wv) = (f64s(&x.to_vec().unwrap()), f64s(&w.to_vec().unwrap()));
+        assert_close(&y.to_vec().unwrap(), &mm(&xv, &tr(&wv, n, k), m, k, n), 1e-5);
+        let (loss, g) = weighted_sum(&y, 43);
+        loss.backward().unwrap();
+        assert_close(&x.grad().unwrap().to_vec().unwrap(), &mm(&g, &wv, m, n, k), 1e-5);
+        assert_close(&w.grad().unwrap().to_vec().unwrap(), &mm(&tr(&g, m, n), &xv, n, m, k), 1e-5);
+    }
+}
+
 /// Checks autograd's gradient of `f` (which maps the inputs to a one-element tensor) against
 /// central finite differences computed in float64 on the host by `f64_f`, which must compute
 /// the same function as `f` in float64.

@@ -1,70 +1,10 @@
 //! Matmul (2-D, batched, broadcast batch), reductions, softmax and layout ops: forward and
 //! backward against float64 references on both devices.
 
-use kiln::{Device, Tensor};
-use kiln_tests::{assert_close, data, device_test, f64s, tensor};
-
-fn weighted_sum(y: &Tensor, seed: u64) -> (Tensor, Vec<f64>) {
-    let w = Tensor::from_vec(data(y.numel(), seed), y.shape(), &y.device()).unwrap();
-    (y.mul(&w).unwrap().sum_all().unwrap(), f64s(&w.to_vec().unwrap()))
-}
-
-/// C = A @ B in f64 for row-major [m,k] and [k,n].
-fn mm(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
-    let mut c = vec![0.0; m * n];
-    for i in 0..m {
-        for p in 0..k {
-            for j in 0..n {
-                c[i * n + j] += a[i * k + p] * b[p * n + j];
-            }
-        }
-    }
-    c
-}
-
-fn tr(a: &[f64], r: usize, c: usize) -> Vec<f64> {
-    let mut t = vec![0.0; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            t[j * r + i] = a[i * c + j];
-        }
-    }
-    t
-}
-
-/// Checks a (possibly batched) matmul against f64, including both gradients.
-fn check_matmul(dev: &Device, sa: &[usize], sb: &[usize], rtol: f64) {
-    let a = tensor(sa, 21, dev, true);
-    let b = tensor(sb, 22, dev, true);
-    let y = a.matmul(&b).unwrap();
-    let (m, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
-    let n = sb[sb.len() - 1];
-    let ba = if sa.len() == 3 { sa[0] } else { 1 };
-    let bb = if sb.len() == 3 { sb[0] } else { 1 };
-    let batch = ba.max(bb);
-    let (av, bv) = (f64s(&a.to_vec().unwrap()), f64s(&b.to_vec().unwrap()));
-    let (loss, w) = weighted_sum(&y, 23);
-    loss.backward().unwrap();
-    let mut want = Vec::new();
-    let mut ga = vec![0.0; av.len()];
-    let mut gb = vec![0.0; bv.len()];
-    for z in 0..batch {
-        let (za, zb) = (if ba == 1 { 0 } else { z }, if bb == 1 { 0 } else { z });
-        let a_z = &av[za * m * k..(za + 1) * m * k];
-        let b_z = &bv[zb * k * n..(zb + 1) * k * n];
-        want.extend(mm(a_z, b_z, m, k, n));
-        let g = &w[z * m * n..(z + 1) * m * n];
-        for (acc, v) in ga[za * m * k..].iter_mut().zip(mm(g, &tr(b_z, k, n), m, n, k)) {
-            *acc += v;
-        }
-        for (acc, v) in gb[zb * k * n..].iter_mut().zip(mm(&tr(a_z, m, k), g, k, m, n)) {
-            *acc += v;
-        }
-    }
-    assert_close(&y.to_vec().unwrap(), &want, rtol);
-    assert_close(&a.grad().unwrap().to_vec().unwrap(), &ga, rtol);
-    assert_close(&b.grad().unwrap().to_vec().unwrap(), &gb, rtol);
-}
+use kiln::Tensor;
+use kiln_tests::{
+    assert_close, check_matmul, data, device_test, f64s, matmul_kernel_cases, mm, tensor, tr, weighted_sum,
+};
 
 device_test!(matmul_2d_any_shape, |dev| {
     for (m, k, n) in [(1, 1, 1), (3, 5, 2), (65, 129, 33), (1000, 7, 3), (7, 1000, 5), (4, 4, 4), (33, 64, 65)] {
@@ -72,6 +12,12 @@ device_test!(matmul_2d_any_shape, |dev| {
     }
     // Large K accumulates more rounding: 1e-4.
     check_matmul(dev, &[17, 2049], &[2049, 9], 1e-4);
+});
+
+// The shapes that reach each matmul kernel (see `matmul_kernel_cases`); the tiled kernels run
+// these too, in their own test binary (`matmul_tiles.rs`).
+device_test!(matmul_every_kernel, |dev| {
+    matmul_kernel_cases(dev);
 });
 
 device_test!(matmul_batched_and_broadcast, |dev| {

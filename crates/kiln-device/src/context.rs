@@ -63,6 +63,9 @@ pub(crate) struct Inner {
     pub(crate) queue: wgpu::Queue,
     pub(crate) summary: AdapterSummary,
     pub(crate) limits: wgpu::Limits,
+    /// Whether the subgroup matmul kernels (`matmul_rows.wgsl`) apply: a software adapter with
+    /// subgroups of at least 8 lanes, opened with the SUBGROUP feature.
+    pub(crate) row_matmul: bool,
     pub(crate) pool: Arc<PoolInner>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<PipelineEntry>>>,
     modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
@@ -238,7 +241,8 @@ impl GpuDevice {
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
-            required_features: wgpu::Features::empty(),
+            // Subgroups, where the adapter has them, for the software adapter's matmul kernels.
+            required_features: adapter.features() & wgpu::Features::SUBGROUP,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -273,6 +277,10 @@ impl GpuDevice {
             }
         }));
         let limits = device.limits();
+        let info = device.adapter_info();
+        let row_matmul = device.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size >= 8
+            && info.device_type == wgpu::DeviceType::Cpu;
         let uniform_align = (limits.min_uniform_buffer_offset_alignment as u64).max(256);
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln uniform arena"),
@@ -295,6 +303,7 @@ impl GpuDevice {
                 queue,
                 summary,
                 limits,
+                row_matmul,
                 pool: Arc::new(PoolInner::default()),
                 pipelines: Mutex::new(HashMap::new()),
                 modules: Mutex::new(HashMap::new()),
@@ -326,6 +335,12 @@ impl GpuDevice {
     /// The limits the device was opened with (the adapter's real limits).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.inner.limits
+    }
+
+    /// Whether matmuls use the subgroup kernels written for software adapters (llvmpipe): true on
+    /// a CPU adapter with subgroups of at least 8 lanes.
+    pub fn row_matmul(&self) -> bool {
+        self.inner.row_matmul
     }
 
     /// The wgpu device, for applications that share it.

@@ -309,11 +309,11 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
         c_bs: u(d.m * d.n)?,
         pad3: [0; 3],
     };
-    let (family, entry, tile, rows) = matmul_variant(d);
-    let pipe = dev.pipeline(family, entry, &[])?;
+    let v = matmul_variant(d, dev.row_matmul());
+    let pipe = dev.pipeline(v.family, v.entry, &[])?;
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
-    let gx = d.n.div_ceil(tile).div_ceil(8);
-    let gy = d.m.div_ceil(rows).div_ceil(8);
+    let gx = d.n.div_ceil(v.cols);
+    let gy = d.m.div_ceil(v.rows);
     if gx > max || gy > max || d.batch > max {
         return Err(DeviceError::Launch {
             op: "matmul",
@@ -329,38 +329,84 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
     Ok(out)
 }
 
-/// Picks the kernel for a product: vec4 loads when the contracted dim is contiguous and
-/// 4-aligned, 8x8 blocks when the output is large enough to keep the grid busy, else 4x4 blocks.
-/// `KILN_MATMUL=scalar4|scalar8` forces a scalar variant (for benchmarks and tests). Returns
-/// the family, the entry point, and the columns and rows each invocation computes.
-fn matmul_variant(d: &MatmulDesc) -> (Family, &'static str, usize, usize) {
+/// A matmul kernel and the block of C each workgroup computes.
+struct MatmulVariant {
+    family: Family,
+    entry: &'static str,
+    /// Columns and rows of C per workgroup.
+    cols: usize,
+    rows: usize,
+}
+
+impl MatmulVariant {
+    fn new(family: Family, entry: &'static str, cols: usize, rows: usize) -> Self {
+        MatmulVariant { family, entry, cols, rows }
+    }
+}
+
+/// Picks the kernel for a product. On a software adapter with subgroups (`rows`), the subgroup
+/// kernels of `matmul_rows.wgsl` whenever the layout allows; elsewhere vec4 loads when the
+/// contracted dim is contiguous and 4-aligned, 16-row tiles once M can fill them, 8x8 blocks
+/// when the output is large enough to keep the grid busy, else 4x4 blocks.
+/// `KILN_MATMUL=tiles` skips the subgroup kernels and `KILN_MATMUL=scalar4|scalar8` forces a
+/// scalar kernel (for benchmarks and tests).
+fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
+    use Family::{Matmul, MatmulRows, MatmulVec4};
     // Read once per process: this runs on every matmul launch.
     static FORCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let force = FORCE.get_or_init(|| std::env::var("KILN_MATMUL").unwrap_or_default());
     match force.as_str() {
-        "scalar4" => return (Family::Matmul, "matmul", 4, 4),
-        "scalar8" => return (Family::Matmul, "matmul8", 8, 8),
+        "scalar4" => return MatmulVariant::new(Matmul, "matmul", 32, 32),
+        "scalar8" => return MatmulVariant::new(Matmul, "matmul8", 64, 64),
         _ => {}
+    }
+    // A [M, K] with K contiguous; A read transposed from [K, M] with M contiguous.
+    let a4 = d.a_cs == 1 && d.k % 4 == 0 && d.a_rs % 4 == 0 && d.a_bs % 4 == 0;
+    let at4 = d.a_rs == 1 && d.m % 4 == 0 && d.a_cs % 4 == 0 && d.a_bs % 4 == 0;
+    // B [K, N] with N contiguous; B read transposed from [N, K] with K contiguous.
+    let b4 = d.b_cs == 1 && d.n % 4 == 0 && d.b_rs % 4 == 0 && d.b_bs % 4 == 0;
+    let bt4 = d.b_rs == 1 && d.k % 4 == 0 && d.b_cs % 4 == 0 && d.b_bs % 4 == 0;
+    if rows && force != "tiles" && d.m >= 32 {
+        if a4 && b4 && d.n >= 16 {
+            return MatmulVariant::new(MatmulRows, "nn_r8t1", 32, 64);
+        }
+        if a4 && bt4 {
+            return if d.n > 16 {
+                MatmulVariant::new(MatmulRows, "nt_r8t4", 32, 64)
+            } else {
+                MatmulVariant::new(MatmulRows, "nt_r8t2", 16, 64)
+            };
+        }
+        if at4 && b4 && d.n >= 16 {
+            return MatmulVariant::new(MatmulRows, "tn_r8t1", 32, 64);
+        }
     }
     let big = d.m >= 32 && d.n >= 32;
     // 16-row tiles once M can fill them.
     let tall = d.m >= 64;
-    let a4 = d.a_cs == 1 && d.k % 4 == 0 && d.a_rs % 4 == 0 && d.a_bs % 4 == 0;
-    if big && a4 {
-        if d.b_cs == 1 && d.n % 4 == 0 && d.b_rs % 4 == 0 && d.b_bs % 4 == 0 {
-            return if tall { (Family::MatmulVec4, "nn16", 8, 16) } else { (Family::MatmulVec4, "nn", 8, 8) };
-        }
-        if d.b_rs == 1 && d.b_cs % 4 == 0 && d.b_bs % 4 == 0 {
-            return if tall { (Family::MatmulVec4, "nt16", 8, 16) } else { (Family::MatmulVec4, "nt", 8, 8) };
-        }
+    if big && a4 && b4 {
+        return if tall {
+            MatmulVariant::new(MatmulVec4, "nn16", 64, 128)
+        } else {
+            MatmulVariant::new(MatmulVec4, "nn", 64, 64)
+        };
     }
-    // A transposed (stored [K, M]) times B plain (stored [K, N]): the weight gradient.
-    let at4 = d.a_rs == 1 && d.m % 4 == 0 && d.a_cs % 4 == 0 && d.a_bs % 4 == 0;
-    let b4 = d.b_cs == 1 && d.n % 4 == 0 && d.b_rs % 4 == 0 && d.b_bs % 4 == 0;
+    if big && a4 && bt4 {
+        return if tall {
+            MatmulVariant::new(MatmulVec4, "nt16", 64, 128)
+        } else {
+            MatmulVariant::new(MatmulVec4, "nt", 64, 64)
+        };
+    }
+    // A transposed times B plain: the weight gradient.
     if big && at4 && b4 {
-        return (Family::MatmulVec4, "tn", 8, 8);
+        return MatmulVariant::new(MatmulVec4, "tn", 64, 64);
     }
-    if d.m >= 64 && d.n >= 64 { (Family::Matmul, "matmul8", 8, 8) } else { (Family::Matmul, "matmul", 4, 4) }
+    if d.m >= 64 && d.n >= 64 {
+        MatmulVariant::new(Matmul, "matmul8", 64, 64)
+    } else {
+        MatmulVariant::new(Matmul, "matmul", 32, 32)
+    }
 }
 
 /// Which reduction [`reduce`] computes.

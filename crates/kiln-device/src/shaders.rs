@@ -11,6 +11,8 @@ pub enum Family {
     Matmul,
     /// `matmul_vec4.wgsl`: matmul for operands with a contiguous, 4-aligned contracted dim.
     MatmulVec4,
+    /// `matmul_rows.wgsl`: matmul whose invocations own rows and share columns (uniform B loads).
+    MatmulRows,
     /// `reduce.wgsl`: sum and max (with index) along a dim.
     Reduce,
     /// `softmax.wgsl`: softmax and log_softmax along a dim.
@@ -29,11 +31,12 @@ pub enum Family {
 
 impl Family {
     /// Every family, for validation tests.
-    pub const ALL: [Family; 11] = [
+    pub const ALL: [Family; 12] = [
         Family::Unary,
         Family::Binary,
         Family::Matmul,
         Family::MatmulVec4,
+        Family::MatmulRows,
         Family::Reduce,
         Family::Softmax,
         Family::Copy,
@@ -50,6 +53,7 @@ impl Family {
             Family::Binary => include_str!("../../../shaders/binary.wgsl"),
             Family::Matmul => include_str!("../../../shaders/matmul.wgsl"),
             Family::MatmulVec4 => include_str!("../../../shaders/matmul_vec4.wgsl"),
+            Family::MatmulRows => include_str!("../../../shaders/matmul_rows.wgsl"),
             Family::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Family::Softmax => include_str!("../../../shaders/softmax.wgsl"),
             Family::Copy => include_str!("../../../shaders/copy.wgsl"),
@@ -67,6 +71,7 @@ impl Family {
             Family::Binary => "binary.wgsl",
             Family::Matmul => "matmul.wgsl",
             Family::MatmulVec4 => "matmul_vec4.wgsl",
+            Family::MatmulRows => "matmul_rows.wgsl",
             Family::Reduce => "reduce.wgsl",
             Family::Softmax => "softmax.wgsl",
             Family::Copy => "copy.wgsl",
@@ -82,7 +87,7 @@ impl Family {
     pub fn bindings(self) -> (u32, u32) {
         match self {
             Family::Unary | Family::Softmax | Family::Copy | Family::Index | Family::Stats => (1, 1),
-            Family::Binary | Family::Matmul | Family::MatmulVec4 => (2, 1),
+            Family::Binary | Family::Matmul | Family::MatmulVec4 | Family::MatmulRows => (2, 1),
             Family::Reduce => (1, 2),
             Family::Optim => (2, 4),
             Family::Loss => (4, 2),
@@ -100,8 +105,12 @@ mod tests {
         for fam in Family::ALL {
             let module = naga::front::wgsl::parse_str(fam.source())
                 .unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));
+            // Subgroup operations are allowed: the device requests them where the adapter has them,
+            // and only `matmul_rows.wgsl` uses them (selected only on such devices).
             let mut v =
-                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SUBGROUP);
+            v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                .subgroup_operations(naga::valid::SubgroupOperationSet::all());
             v.validate(&module).unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));
             // Binding numbers follow the family's declared layout.
             let (ro, rw) = fam.bindings();
