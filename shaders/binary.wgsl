@@ -82,3 +82,40 @@ fn binary2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id
     let ib = row * p.sb[0][0] + col * p.sb[0][1];
     out[row * cols + col] = f(a[ia], b[ib]);
 }
+
+// Vec4 views of the same bindings, for binary2d4.
+@group(0) @binding(0) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
+
+// Element e of a (as four equal lanes) when a is broadcast along the columns, else the vec4
+// starting at element e (4-aligned: the host checks the strides).
+fn load_a(e: u32, col_stride: u32) -> vec4<f32> {
+    if (col_stride == 0u) {
+        return vec4<f32>(a4[e / 4u][e % 4u]);
+    }
+    return a4[e / 4u];
+}
+
+fn load_b(e: u32, col_stride: u32) -> vec4<f32> {
+    if (col_stride == 0u) {
+        return vec4<f32>(b4[e / 4u][e % 4u]);
+    }
+    return b4[e / 4u];
+}
+
+// binary2d, four columns per invocation: for cols % 4 == 0 with column strides 0 or 1 (and row
+// strides that keep a contiguous operand's rows 4-aligned). One dim is the case rows = 1.
+@compute @workgroup_size(256)
+fn binary2d4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cols = p.shape[0][1];
+    let col = gid.x * 4u;
+    let row = wid.y + wid.z * nwg.y;
+    if (col >= cols || row >= p.shape[0][0]) {
+        return;
+    }
+    let u = load_a(row * p.sa[0][0] + col * p.sa[0][1], p.sa[0][1]);
+    let v = load_b(row * p.sb[0][0] + col * p.sb[0][1], p.sb[0][1]);
+    out4[(row * cols + col) / 4u] = vec4<f32>(f(u.x, v.x), f(u.y, v.y), f(u.z, v.z), f(u.w, v.w));
+}

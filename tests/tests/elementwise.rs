@@ -144,7 +144,9 @@ fn check_binary(
 }
 
 device_test!(binary_ops_broadcast_and_reduce_gradients, |dev| {
-    let pairs: [(&[usize], &[usize]); 7] = [
+    // The last five reach the four-columns-per-invocation kernel: contiguous, row and column
+    // broadcasts, a scalar, and a broadcast first operand.
+    let pairs: [(&[usize], &[usize]); 12] = [
         (&[1], &[1]),
         (&[65, 129], &[65, 129]),
         (&[65, 129], &[129]),
@@ -152,6 +154,11 @@ device_test!(binary_ops_broadcast_and_reduce_gradients, |dev| {
         (&[3], &[]),
         (&[2, 3, 4], &[3, 1]),
         (&[1000, 7], &[1000, 1]),
+        (&[64, 132], &[64, 132]),
+        (&[65, 132], &[132]),
+        (&[65, 132], &[65, 1]),
+        (&[12], &[]),
+        (&[1, 36], &[33, 36]),
     ];
     for (sa, sb) in pairs {
         check_binary(dev, sa, sb, |a, b| a.add(b), |x, y| (x + y, 1.0, 1.0));

@@ -222,10 +222,10 @@ fn tn(o: &mut String, g_n: usize, t_n: usize) {
     }
     let comps = ["x", "y", "z", "w"];
     for g in 0..g_n {
-        for i in 0..4 {
+        for c in comps {
             for t in 0..t_n {
                 for j in 0..S {
-                    writeln!(o, "    var c{g}{}_{t}_{j} = vec4<f32>(0.0);", comps[i]).unwrap();
+                    writeln!(o, "    var c{g}{c}_{t}_{j} = vec4<f32>(0.0);").unwrap();
                 }
             }
         }
