@@ -150,7 +150,8 @@ pub fn check_matmul(dev: &Device, sa: &[usize], sb: &[usize], rtol: f64) {
 /// form (x^T @ g); `linear` (x @ w^T, w stored [N, K] and read transposed) runs `nt` forward.
 #[track_caller]
 pub fn matmul_kernel_cases(dev: &Device) {
-    for (m, k, n) in [(130, 36, 44), (70, 12, 20), (33, 64, 65), (200, 16, 36)] {
+    // (520, 8, 516): the wide-tile kernel for large products, with edges past both tiles.
+    for (m, k, n) in [(130, 36, 44), (70, 12, 20), (33, 64, 65), (200, 16, 36), (520, 8, 516)] {
         check_matmul(dev, &[m, k], &[k, n], 1e-5);
     }
     check_matmul(dev, &[3, 70, 32], &[3, 32, 36], 1e-5);

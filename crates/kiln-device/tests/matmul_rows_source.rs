@@ -305,6 +305,7 @@ fn tn(o: &mut String, g_n: usize, t_n: usize) {
 fn generate() -> String {
     let mut o = String::from(HEADER);
     nn(&mut o, 8, 1);
+    nn(&mut o, 8, 2);
     nt(&mut o, 8, 4);
     nt(&mut o, 8, 2);
     tn(&mut o, 2, 1);
