@@ -38,6 +38,28 @@ fn sum_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     out[o] = s;
 }
 
+// sum_rows for inner % 4 == 0: four neighbouring outputs per invocation (same outer, inner
+// 4-aligned) through vec4 views of the same bindings; the same order of additions per output.
+@group(0) @binding(0) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> out4: array<vec4<f32>>;
+
+// 64 invocations per workgroup: a bias gradient (512 outputs, 128 invocations) still spreads
+// over more than one workgroup, so over more than one CPU thread on a software adapter.
+@compute @workgroup_size(64)
+fn sum_rows4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o4 = gid.x + gid.y * nwg.x * 64u;
+    if (o4 >= p.n_out / 4u) {
+        return;
+    }
+    let base = base_of(o4 * 4u) / 4u;
+    let step = p.inner / 4u;
+    var s = vec4<f32>(0.0);
+    for (var d = 0u; d < p.dim; d = d + 1u) {
+        s = s + x4[base + d * step];
+    }
+    out4[o4] = s;
+}
+
 @compute @workgroup_size(256)
 fn max_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let o = gid.x + gid.y * nwg.x * 256u;

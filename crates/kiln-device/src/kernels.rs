@@ -497,6 +497,7 @@ pub fn reduce(
     // Long reductions get a workgroup each (parallel and accurate); many short ones a thread each.
     let wide = dim >= 2048 || (n_out < 256 && dim >= 64);
     let (entry, groups) = match (op, wide) {
+        (ReduceOp::Sum, false) if inner % 4 == 0 => ("sum_rows4", grid(dev, (n_out / 4).div_ceil(64))?),
         (ReduceOp::Sum, false) => ("sum_rows", grid_threads(dev, n_out)?),
         (ReduceOp::Max, false) => ("max_rows", grid_threads(dev, n_out)?),
         (ReduceOp::Sum, true) => ("sum_wg", grid(dev, n_out)?),
