@@ -143,7 +143,7 @@ struct UnaryParams {
 /// y = op(x) over `n` f32 elements.
 pub fn unary(dev: &GpuDevice, op: UnaryOp, alpha: f32, x: &GpuBuffer, n: usize) -> DeviceResult<GpuBuffer> {
     let out = dev.alloc(n as u64 * 4, "unary")?;
-    let (entry, threads) = unary_entry(n);
+    let (entry, threads) = by_four(n, "unary", "unary4");
     let pipe = dev.pipeline(Family::Unary, entry, &[("OP", op as u32)])?;
     let params = UnaryParams { n: u32_of("unary", n)?, pad0: 0, alpha, pad1: 0 };
     dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, threads)?)?;
@@ -153,17 +153,17 @@ pub fn unary(dev: &GpuDevice, op: UnaryOp, alpha: f32, x: &GpuBuffer, n: usize) 
 /// A new buffer of `n` f32 elements, all `value` (one dispatch, no upload).
 pub fn fill(dev: &GpuDevice, value: f32, n: usize) -> DeviceResult<GpuBuffer> {
     let out = dev.alloc(n as u64 * 4, "fill")?;
-    let (entry, threads) = unary_entry(n);
+    let (entry, threads) = by_four(n, "unary", "unary4");
     let pipe = dev.pipeline(Family::Unary, entry, &[("OP", UnaryOp::Fill as u32)])?;
     let params = UnaryParams { n: u32_of("fill", n)?, pad0: 0, alpha: value, pad1: 0 };
     dev.record(&pipe, &[dev.dummy(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, threads)?)?;
     Ok(out)
 }
 
-/// The unary entry point for `n` elements and the invocations it needs: four elements per
-/// invocation when `n % 4 == 0`.
-fn unary_entry(n: usize) -> (&'static str, usize) {
-    if n % 4 == 0 { ("unary4", n / 4) } else { ("unary", n) }
+/// The entry point for `n` elements and the invocations it needs: the vec4 form (four elements
+/// per invocation) when `n % 4 == 0`, else the scalar one.
+fn by_four(n: usize, scalar: &'static str, four: &'static str) -> (&'static str, usize) {
+    if n % 4 == 0 { (four, n / 4) } else { (scalar, n) }
 }
 
 #[repr(C)]
@@ -193,43 +193,29 @@ pub fn binary(
     let out = dev.alloc(n as u64 * 4, "binary")?;
     // Four columns per invocation where every operand's columns are contiguous (stride 1, rows
     // 4-aligned) or broadcast (stride 0); one dim counts as a single row.
-    let (rows2, cols2, s2a, s2b) = match shape.len() {
-        1 => (1, shape[0], [0, sa[0]], [0, sb[0]]),
-        2 => (shape[0], shape[1], [sa[0], sa[1]], [sb[0], sb[1]]),
-        _ => (0, 0, [0, 0], [0, 0]),
-    };
-    let vec_ok = |s: [usize; 2]| s[1] == 0 || (s[1] == 1 && s[0] % 4 == 0);
-    let four = cols2 % 4 == 0 && vec_ok(s2a) && vec_ok(s2b);
-    let g4 = if four { grid_rows(dev, rows2, cols2 / 4) } else { None };
+    let vec_ok = |s: &[usize; 2]| s[1] == 0 || (s[1] == 1 && s[0] % 4 == 0);
+    let view4 = match shape.len() {
+        1 => Some(([1, shape[0]], [0, sa[0]], [0, sb[0]])),
+        2 => Some(([shape[0], shape[1]], [sa[0], sa[1]], [sb[0], sb[1]])),
+        _ => None,
+    }
+    .filter(|(sh, a4, b4)| sh[1] % 4 == 0 && vec_ok(a4) && vec_ok(b4));
+    let g4 = view4.as_ref().and_then(|(sh, ..)| grid_rows(dev, sh[0], sh[1] / 4));
     let two = if g4.is_none() && shape.len() == 2 { grid_rows(dev, shape[0], shape[1]) } else { None };
-    let entry = if g4.is_some() {
-        "binary2d4"
-    } else if two.is_some() {
-        "binary2d"
-    } else {
-        "binary"
+    let (entry, dims, sa, sb): (_, &[usize], &[usize], &[usize]) = match (&g4, &view4, &two) {
+        (Some(_), Some((sh, a4, b4)), _) => ("binary2d4", sh, a4, b4),
+        (_, _, Some(_)) => ("binary2d", shape, sa, sb),
+        _ => ("binary", shape, sa, sb),
     };
     let pipe = dev.pipeline(Family::Binary, entry, &[("OP", op as u32)])?;
-    let params = if g4.is_some() {
-        StridedParams {
-            n: u32_of("binary", n)?,
-            rank: 2,
-            offset: 0,
-            pad0: 0,
-            shape: pack_dims("binary", &[rows2, cols2])?,
-            s1: pack_dims("binary", &s2a)?,
-            s2: pack_dims("binary", &s2b)?,
-        }
-    } else {
-        StridedParams {
-            n: u32_of("binary", n)?,
-            rank: shape.len() as u32,
-            offset: 0,
-            pad0: 0,
-            shape: pack_dims("binary", shape)?,
-            s1: pack_dims("binary", sa)?,
-            s2: pack_dims("binary", sb)?,
-        }
+    let params = StridedParams {
+        n: u32_of("binary", n)?,
+        rank: dims.len() as u32,
+        offset: 0,
+        pad0: 0,
+        shape: pack_dims("binary", dims)?,
+        s1: pack_dims("binary", sa)?,
+        s2: pack_dims("binary", sb)?,
     };
     let groups = match g4.or(two) {
         Some(g) => g,
@@ -621,12 +607,9 @@ pub fn optim_step(
 ) -> DeviceResult<GpuBuffer> {
     let out = dev.alloc(n as u64 * 4, "optimizer step")?;
     params.n = u32_of("optimizer step", n)?;
-    // Four elements per invocation when n % 4 == 0.
-    let (entry, threads) = match (kernel, n % 4 == 0) {
-        (OptimKernel::Sgd, true) => ("sgd4", n / 4),
-        (OptimKernel::Sgd, false) => ("sgd", n),
-        (OptimKernel::Adam, true) => ("adam4", n / 4),
-        (OptimKernel::Adam, false) => ("adam", n),
+    let (entry, threads) = match kernel {
+        OptimKernel::Sgd => by_four(n, "sgd", "sgd4"),
+        OptimKernel::Adam => by_four(n, "adam", "adam4"),
     };
     let pipe = dev.pipeline(Family::Optim, entry, &[])?;
     let st: Vec<&wgpu::Buffer> =
