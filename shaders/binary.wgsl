@@ -1,8 +1,9 @@
 // Binary elementwise family with NumPy broadcasting: out[i] = f(a[ia], b[ib]).
 // The output is contiguous with `rank` dims (at most 8, after the host has merged dims that need
 // no index arithmetic); a and b are read through per-dim strides in elements, 0 on a broadcast dim.
-// The op is the overridable constant OP. Comparison ops write 1.0 or 0.0. One and two dims (the
-// common cases after merging) take paths without per-element division.
+// The op is the overridable constant OP (binary_f in ops.wgsl, prepended to this file).
+// Comparison ops write 1.0 or 0.0. One and two dims (the common cases after merging) take paths
+// without per-element division.
 
 struct Params {
     n: u32,
@@ -22,23 +23,7 @@ struct Params {
 override OP: u32 = 0u;
 
 fn f(u: f32, v: f32) -> f32 {
-    switch OP {
-        case 0u: { return u + v; }
-        case 1u: { return u - v; }
-        case 2u: { return u * v; }
-        case 3u: { return u / v; }
-        case 4u: { return max(u, v); }
-        case 5u: { return min(u, v); }
-        case 6u: { return select(0.0, 1.0, u > v); }
-        case 7u: { return select(0.0, 1.0, u < v); }
-        case 8u: { return select(0.0, 1.0, u >= v); }
-        case 9u: { return select(0.0, 1.0, u <= v); }
-        case 10u: { return select(0.0, 1.0, u == v); }
-        case 11u: { return select(0.0, 1.0, u != v); }
-        // ReLU backward: u is the incoming gradient, v the ReLU input (gradient 0 at v == 0).
-        case 12u: { return select(0.0, u, v > 0.0); }
-        default: { return u; }
-    }
+    return binary_f(OP, u, v);
 }
 
 @compute @workgroup_size(256)
@@ -117,5 +102,5 @@ fn binary2d4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
     }
     let u = load_a(row * p.sa[0][0] + col * p.sa[0][1], p.sa[0][1]);
     let v = load_b(row * p.sb[0][0] + col * p.sb[0][1], p.sb[0][1]);
-    out4[(row * cols + col) / 4u] = vec4<f32>(f(u.x, v.x), f(u.y, v.y), f(u.z, v.z), f(u.w, v.w));
+    out4[(row * cols + col) / 4u] = binary4_f(OP, u, v);
 }

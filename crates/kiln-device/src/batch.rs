@@ -5,12 +5,14 @@
 //! result is read back, on [`GpuDevice::synchronize`], or when the arena is full: at submit the
 //! arena is written with `queue.write_buffer`, which wgpu executes before the batch's command
 //! buffer, exactly when the batch needs it. The arena is never written while a batch that reads
-//! it is still unsubmitted.
+//! it is still unsubmitted. Elementwise ops may wait in an open chain (see `fuse.rs`); every
+//! path below closes that chain first, so it is recorded in its place.
 
 use std::num::NonZeroU64;
 
 use crate::context::{ARENA_BYTES, GpuDevice, PipelineEntry};
 use crate::error::{DeviceError, DeviceResult};
+use crate::fuse::Chain;
 use crate::pool::{GpuBuffer, STORAGE_USAGE, bucket_for};
 
 /// Dispatches recorded before a batch is submitted anyway.
@@ -22,6 +24,8 @@ pub(crate) struct Pending {
     pass: Option<wgpu::ComputePass<'static>>,
     uniforms: Vec<u8>,
     dispatches: u32,
+    /// The open chain of fused elementwise ops: recorded (closed) before anything else is.
+    pub(crate) chain: Option<Chain>,
 }
 
 impl GpuDevice {
@@ -81,6 +85,7 @@ impl GpuDevice {
             });
             write(&staging)?;
             let mut p = self.inner.pending.lock().unwrap();
+            self.close_chain(&mut p)?;
             p.pass = None;
             let enc = p.encoder.get_or_insert_with(|| self.inner.device.create_command_encoder(&Default::default()));
             enc.copy_buffer_to_buffer(&staging, 0, dst.raw(), 0, len);
@@ -105,15 +110,28 @@ impl GpuDevice {
         params: &[u8],
         groups: [u32; 3],
     ) -> DeviceResult<()> {
+        let mut p = self.inner.pending.lock().unwrap();
+        self.close_chain(&mut p)?;
+        self.record_locked(&mut p, pipe, bufs, params, groups)
+    }
+
+    /// [`GpuDevice::record`] with the batch already locked (and any open chain closed).
+    pub(crate) fn record_locked(
+        &self,
+        p: &mut Pending,
+        pipe: &PipelineEntry,
+        bufs: &[&wgpu::Buffer],
+        params: &[u8],
+        groups: [u32; 3],
+    ) -> DeviceResult<()> {
         if groups.contains(&0) {
             return Ok(());
         }
         let inner = &self.inner;
         let align = inner.uniform_align;
         let slot = (params.len() as u64).next_multiple_of(16);
-        let mut p = inner.pending.lock().unwrap();
         if p.uniforms.len() as u64 + slot.max(align) > ARENA_BYTES || p.dispatches >= MAX_DISPATCHES {
-            self.flush_locked(&mut p)?;
+            self.flush_locked(p)?;
         }
         let offset = p.uniforms.len() as u64;
         p.uniforms.extend_from_slice(params);
@@ -148,6 +166,7 @@ impl GpuDevice {
         pass.set_bind_group(0, &bg, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         p.dispatches += 1;
+        inner.dispatched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -162,6 +181,7 @@ impl GpuDevice {
     }
 
     fn flush_locked(&self, p: &mut Pending) -> DeviceResult<()> {
+        self.close_chain(p)?;
         p.pass = None; // ends the open pass
         if let Some(enc) = p.encoder.take() {
             if !p.uniforms.is_empty() {
@@ -212,6 +232,7 @@ impl GpuDevice {
             return Ok(());
         }
         let mut p = self.inner.pending.lock().unwrap();
+        self.close_chain(&mut p)?;
         p.pass = None;
         if p.encoder.is_none() {
             p.encoder = Some(self.inner.device.create_command_encoder(&Default::default()));
@@ -240,6 +261,7 @@ impl GpuDevice {
         });
         {
             let mut p = self.inner.pending.lock().unwrap();
+            self.close_chain(&mut p)?;
             p.pass = None;
             if p.encoder.is_none() {
                 p.encoder = Some(self.inner.device.create_command_encoder(&Default::default()));

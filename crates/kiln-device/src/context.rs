@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     pub(crate) pool: Arc<PoolInner>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<PipelineEntry>>>,
     modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
+    /// Pipelines of generated kernels (fused elementwise chains), keyed by their structure.
+    generated: Mutex<HashMap<Vec<u32>, Arc<PipelineEntry>>>,
     pub(crate) pending: Mutex<Pending>,
     /// Uniform arena: each batch's kernel parameters, written once at submit.
     pub(crate) arena: wgpu::Buffer,
@@ -78,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) dummies: [wgpu::Buffer; 3],
     /// The first wgpu error reported since the last check.
     pub(crate) error: Arc<Mutex<Option<String>>>,
+    /// Dispatches recorded since the device was opened.
+    pub(crate) dispatched: AtomicU64,
 }
 
 /// One wgpu device and queue, with kiln's buffer pool, pipeline cache and command batching.
@@ -307,11 +311,13 @@ impl GpuDevice {
                 pool: Arc::new(PoolInner::default()),
                 pipelines: Mutex::new(HashMap::new()),
                 modules: Mutex::new(HashMap::new()),
+                generated: Mutex::new(HashMap::new()),
                 pending: Mutex::new(Pending::default()),
                 arena,
                 uniform_align,
                 dummies,
                 error,
+                dispatched: AtomicU64::new(0),
             }),
         }
     }
@@ -358,6 +364,12 @@ impl GpuDevice {
         self.inner.pool.stats()
     }
 
+    /// Compute dispatches recorded since the device was opened (a fused chain of elementwise ops
+    /// counts once; ops whose results were all dropped before recording count zero).
+    pub fn dispatches(&self) -> u64 {
+        self.inner.dispatched.load(Ordering::Relaxed)
+    }
+
     /// Frees every cached (unused) pooled buffer.
     pub fn trim_pool(&self) {
         self.inner.pool.trim();
@@ -388,14 +400,12 @@ impl GpuDevice {
         if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
-        let dev = &self.inner.device;
-        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = {
             let mut modules = self.inner.modules.lock().unwrap();
             modules
                 .entry(family)
                 .or_insert_with(|| {
-                    dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(family.file()),
                         source: wgpu::ShaderSource::Wgsl(family.source().into()),
                     })
@@ -403,6 +413,52 @@ impl GpuDevice {
                 .clone()
         };
         let (ro, rw) = family.bindings();
+        let entry_arc = Arc::new(self.build_pipeline(family.file(), &module, (ro, rw), entry, constants)?);
+        self.inner.pipelines.lock().unwrap().insert(key, entry_arc.clone());
+        Ok(entry_arc)
+    }
+
+    /// The cached pipeline of a generated kernel (see `fuse.rs`) whose structure is `key`: on
+    /// a miss, `source()`'s entry point `entry` with `storage` read-write storage bindings and
+    /// then the uniform.
+    pub(crate) fn generated_pipeline(
+        &self,
+        key: &[u32],
+        source: impl FnOnce() -> String,
+        entry: &'static str,
+        storage: u32,
+    ) -> DeviceResult<Arc<PipelineEntry>> {
+        if let Some(p) = self.inner.generated.lock().unwrap().get(key) {
+            return Ok(p.clone());
+        }
+        let source = source();
+        let dev = &self.inner.device;
+        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("generated kernel"),
+            source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
+        });
+        let built = self.build_pipeline("generated kernel", &module, (0, storage), entry, &[]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(DeviceError::Wgpu(format!("generated kernel {entry}: {e}")));
+        }
+        let p = Arc::new(built?);
+        self.inner.generated.lock().unwrap().insert(key.to_vec(), p.clone());
+        Ok(p)
+    }
+
+    /// Creates a compute pipeline for `entry` of `module` whose layout is `ro` read-only and
+    /// `rw` read-write storage buffers, then one uniform.
+    fn build_pipeline(
+        &self,
+        label: &str,
+        module: &wgpu::ShaderModule,
+        (ro, rw): (u32, u32),
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+    ) -> DeviceResult<PipelineEntry> {
+        let dev = &self.inner.device;
+        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut entries = Vec::new();
         for i in 0..ro + rw {
             entries.push(wgpu::BindGroupLayoutEntry {
@@ -426,12 +482,10 @@ impl GpuDevice {
             },
             count: None,
         });
-        let layout = dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(family.file()),
-            entries: &entries,
-        });
+        let layout =
+            dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries });
         let playout = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(family.file()),
+            label: Some(label),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
@@ -439,7 +493,7 @@ impl GpuDevice {
         let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: Some(&playout),
-            module: &module,
+            module,
             entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants: &consts,
@@ -449,10 +503,8 @@ impl GpuDevice {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(DeviceError::Wgpu(format!("{}::{entry}: {e}", family.file())));
+            return Err(DeviceError::Wgpu(format!("{label}::{entry}: {e}")));
         }
-        let entry_arc = Arc::new(PipelineEntry { pipeline, layout });
-        self.inner.pipelines.lock().unwrap().insert(key, entry_arc.clone());
-        Ok(entry_arc)
+        Ok(PipelineEntry { pipeline, layout })
     }
 }

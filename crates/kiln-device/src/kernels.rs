@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::context::GpuDevice;
 use crate::error::{DeviceError, DeviceResult};
+use crate::fuse::{Fusable, Index, Launch, NodeOp};
 use crate::pool::GpuBuffer;
 use crate::shaders::Family;
 
@@ -58,6 +59,58 @@ pub enum UnaryOp {
     Softplus = 19,
 }
 
+impl UnaryOp {
+    /// Every unary op, in discriminant order.
+    pub const ALL: [UnaryOp; 20] = [
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Relu,
+        UnaryOp::AddScalar,
+        UnaryOp::MulScalar,
+        UnaryOp::DivScalar,
+        UnaryOp::PowScalar,
+        UnaryOp::GtScalar,
+        UnaryOp::LtScalar,
+        UnaryOp::GeScalar,
+        UnaryOp::LeScalar,
+        UnaryOp::EqScalar,
+        UnaryOp::Abs,
+        UnaryOp::RsubScalar,
+        UnaryOp::Fill,
+        UnaryOp::Softplus,
+    ];
+
+    /// The op's function in `shaders/ops.wgsl`, `fn(v: f32, alpha: f32) -> f32`.
+    pub fn wgsl_fn(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "u_neg",
+            UnaryOp::Exp => "u_exp",
+            UnaryOp::Log => "u_log",
+            UnaryOp::Sqrt => "u_sqrt",
+            UnaryOp::Tanh => "u_tanh",
+            UnaryOp::Sigmoid => "u_sigmoid",
+            UnaryOp::Relu => "u_relu",
+            UnaryOp::AddScalar => "u_add_scalar",
+            UnaryOp::MulScalar => "u_mul_scalar",
+            UnaryOp::DivScalar => "u_div_scalar",
+            UnaryOp::PowScalar => "u_pow_scalar",
+            UnaryOp::GtScalar => "u_gt_scalar",
+            UnaryOp::LtScalar => "u_lt_scalar",
+            UnaryOp::GeScalar => "u_ge_scalar",
+            UnaryOp::LeScalar => "u_le_scalar",
+            UnaryOp::EqScalar => "u_eq_scalar",
+            UnaryOp::Abs => "u_abs",
+            UnaryOp::RsubScalar => "u_rsub_scalar",
+            UnaryOp::Fill => "u_fill",
+            UnaryOp::Softplus => "u_softplus",
+        }
+    }
+}
+
 /// Binary ops of `binary.wgsl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
@@ -90,6 +143,44 @@ pub enum BinaryOp {
     ReluBackward = 12,
 }
 
+impl BinaryOp {
+    /// Every binary op, in discriminant order.
+    pub const ALL: [BinaryOp; 13] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Maximum,
+        BinaryOp::Minimum,
+        BinaryOp::Gt,
+        BinaryOp::Lt,
+        BinaryOp::Ge,
+        BinaryOp::Le,
+        BinaryOp::Eq,
+        BinaryOp::Ne,
+        BinaryOp::ReluBackward,
+    ];
+
+    /// The op's function in `shaders/ops.wgsl`, `fn(u: f32, v: f32) -> f32`.
+    pub fn wgsl_fn(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "b_add",
+            BinaryOp::Sub => "b_sub",
+            BinaryOp::Mul => "b_mul",
+            BinaryOp::Div => "b_div",
+            BinaryOp::Maximum => "b_maximum",
+            BinaryOp::Minimum => "b_minimum",
+            BinaryOp::Gt => "b_gt",
+            BinaryOp::Lt => "b_lt",
+            BinaryOp::Ge => "b_ge",
+            BinaryOp::Le => "b_le",
+            BinaryOp::Eq => "b_eq",
+            BinaryOp::Ne => "b_ne",
+            BinaryOp::ReluBackward => "b_relu_backward",
+        }
+    }
+}
+
 /// A 1-D launch of `n` invocations in workgroups of 256, split over a 2-D grid past 65535 groups.
 fn grid(dev: &GpuDevice, groups: usize) -> DeviceResult<[u32; 3]> {
     let max = dev.limits().max_compute_workgroups_per_dimension.max(1) as usize;
@@ -103,7 +194,7 @@ fn grid(dev: &GpuDevice, groups: usize) -> DeviceResult<[u32; 3]> {
     Ok([max as u32, y as u32, 1])
 }
 
-fn grid_threads(dev: &GpuDevice, n: usize) -> DeviceResult<[u32; 3]> {
+pub(crate) fn grid_threads(dev: &GpuDevice, n: usize) -> DeviceResult<[u32; 3]> {
     grid(dev, n.div_ceil(256))
 }
 
@@ -141,22 +232,33 @@ struct UnaryParams {
 }
 
 /// y = op(x) over `n` f32 elements.
+///
+/// Like every elementwise launcher, this may join the open fused chain (see `fuse.rs`) instead
+/// of recording its own dispatch.
 pub fn unary(dev: &GpuDevice, op: UnaryOp, alpha: f32, x: &GpuBuffer, n: usize) -> DeviceResult<GpuBuffer> {
-    let out = dev.alloc(n as u64 * 4, "unary")?;
-    let (entry, threads) = by_four(n, "unary", "unary4");
-    let pipe = dev.pipeline(Family::Unary, entry, &[("OP", op as u32)])?;
-    let params = UnaryParams { n: u32_of("unary", n)?, pad0: 0, alpha, pad1: 0 };
-    dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, threads)?)?;
-    Ok(out)
+    unary_or_fill(dev, op, alpha, Some(x), n)
 }
 
 /// A new buffer of `n` f32 elements, all `value` (one dispatch, no upload).
 pub fn fill(dev: &GpuDevice, value: f32, n: usize) -> DeviceResult<GpuBuffer> {
-    let out = dev.alloc(n as u64 * 4, "fill")?;
+    unary_or_fill(dev, UnaryOp::Fill, value, None, n)
+}
+
+/// `unary`, or with no input, `fill` (whose kernel does not read its input binding).
+fn unary_or_fill(dev: &GpuDevice, op: UnaryOp, alpha: f32, x: Option<&GpuBuffer>, n: usize) -> DeviceResult<GpuBuffer> {
+    let name = if x.is_none() { "fill" } else { "unary" };
+    let op = if x.is_none() { UnaryOp::Fill } else { op };
+    let mut out = dev.alloc(n as u64 * 4, name)?;
     let (entry, threads) = by_four(n, "unary", "unary4");
-    let pipe = dev.pipeline(Family::Unary, entry, &[("OP", UnaryOp::Fill as u32)])?;
-    let params = UnaryParams { n: u32_of("fill", n)?, pad0: 0, alpha: value, pad1: 0 };
-    dev.record(&pipe, &[dev.dummy(), out.raw()], bytemuck::bytes_of(&params), grid_threads(dev, threads)?)?;
+    let params = UnaryParams { n: u32_of(name, n)?, pad0: 0, alpha, pad1: 0 };
+    let groups = grid_threads(dev, threads)?;
+    let xb = x.map_or(dev.dummy(), GpuBuffer::raw).clone();
+    let launch = Box::new(move |dev: &GpuDevice, out: wgpu::Buffer| {
+        let pipe = dev.pipeline(Family::Unary, entry, &[("OP", op as u32)])?;
+        Ok(Launch { pipe, bufs: vec![xb, out], params: bytemuck::bytes_of(&params).to_vec(), groups })
+    });
+    let args: Vec<(&GpuBuffer, Index)> = x.map(|x| (x, Index::Full)).into_iter().collect();
+    dev.elementwise(launch, Some(Fusable { op: NodeOp::Unary(op, alpha), args: &args, n }), &mut out)?;
     Ok(out)
 }
 
@@ -190,7 +292,8 @@ pub fn binary(
     sb: &[usize],
 ) -> DeviceResult<GpuBuffer> {
     let n: usize = shape.iter().product();
-    let out = dev.alloc(n as u64 * 4, "binary")?;
+    let (sa_in, sb_in) = (sa, sb);
+    let mut out = dev.alloc(n as u64 * 4, "binary")?;
     // Four columns per invocation where every operand's columns are contiguous (stride 1, rows
     // 4-aligned) or broadcast (stride 0); one dim counts as a single row.
     let vec_ok = |s: &[usize; 2]| s[1] == 0 || (s[1] == 1 && s[0] % 4 == 0);
@@ -207,7 +310,6 @@ pub fn binary(
         (_, _, Some(_)) => ("binary2d", shape, sa, sb),
         _ => ("binary", shape, sa, sb),
     };
-    let pipe = dev.pipeline(Family::Binary, entry, &[("OP", op as u32)])?;
     let params = StridedParams {
         n: u32_of("binary", n)?,
         rank: dims.len() as u32,
@@ -221,7 +323,16 @@ pub fn binary(
         Some(g) => g,
         None => grid_threads(dev, n)?,
     };
-    dev.record(&pipe, &[a.raw(), b.raw(), out.raw()], bytemuck::bytes_of(&params), groups)?;
+    let (ra, rb) = (a.raw().clone(), b.raw().clone());
+    let launch = Box::new(move |dev: &GpuDevice, out: wgpu::Buffer| {
+        let pipe = dev.pipeline(Family::Binary, entry, &[("OP", op as u32)])?;
+        Ok(Launch { pipe, bufs: vec![ra, rb, out], params: bytemuck::bytes_of(&params).to_vec(), groups })
+    });
+    let fusable = match (Index::of(shape, sa_in), Index::of(shape, sb_in)) {
+        (Some(ia), Some(ib)) => Some(Fusable { op: NodeOp::Binary(op), args: &[(a, ia), (b, ib)], n }),
+        _ => None,
+    };
+    dev.elementwise(launch, fusable, &mut out)?;
     Ok(out)
 }
 

@@ -4,8 +4,9 @@
 //! tensors' meaning. [`GpuDevice`] owns one wgpu device and queue, a pool of storage buffers
 //! ([`GpuBuffer`]), a cache of compute pipelines and the pending command batch into which every
 //! kernel launch is recorded. The launchers in [`kernels`] take buffers plus plain shape
-//! parameters and record one dispatch each; nothing is submitted until a read-back,
-//! [`GpuDevice::synchronize`], or a full batch.
+//! parameters and record one dispatch each (elementwise ops in a row are fused into one generated
+//! kernel first); nothing is submitted until a read-back, [`GpuDevice::synchronize`], or a full
+//! batch.
 //!
 //! The WGSL sources live in the workspace's `shaders/` folder, one file per kernel family, and are
 //! compiled into this crate with `include_str!` (see [`shaders`]).
@@ -15,6 +16,7 @@
 mod batch;
 mod context;
 mod error;
+mod fuse;
 pub mod kernels;
 mod pool;
 pub mod shaders;

@@ -61,7 +61,7 @@ impl PoolInner {
         let buf = self.free.lock().unwrap().get_mut(&bucket).and_then(|v| v.pop())?;
         self.cached.fetch_sub(bucket, Ordering::Relaxed);
         self.live.fetch_add(bucket, Ordering::Relaxed);
-        Some(GpuBuffer { buf: Some(buf), bucket, pool: Arc::downgrade(self) })
+        Some(GpuBuffer { buf: Some(buf), bucket, pool: Arc::downgrade(self), token: None })
     }
 
     /// Wraps a freshly created buffer of `bucket` bytes.
@@ -69,7 +69,7 @@ impl PoolInner {
         self.created.fetch_add(1, Ordering::Relaxed);
         self.live.fetch_add(bucket, Ordering::Relaxed);
         self.note_total();
-        GpuBuffer { buf: Some(buf), bucket, pool: Arc::downgrade(self) }
+        GpuBuffer { buf: Some(buf), bucket, pool: Arc::downgrade(self), token: None }
     }
 
     fn give_back(&self, buf: wgpu::Buffer, bucket: u64) {
@@ -106,6 +106,9 @@ pub struct GpuBuffer {
     buf: Option<wgpu::Buffer>,
     bucket: u64,
     pool: Weak<PoolInner>,
+    /// Set when the buffer is the output of an op in an open fused chain: the chain holds a
+    /// `Weak` to it, to tell whether the result is still referenced when the chain closes.
+    token: Option<Arc<()>>,
 }
 
 impl GpuBuffer {
@@ -117,6 +120,16 @@ impl GpuBuffer {
     /// The allocated size in bytes.
     pub fn bucket_bytes(&self) -> u64 {
         self.bucket
+    }
+
+    /// Gives the buffer a liveness token and returns a weak handle to it (see `fuse.rs`).
+    pub(crate) fn mark(&mut self) -> Weak<()> {
+        Arc::downgrade(self.token.get_or_insert_with(|| Arc::new(())))
+    }
+
+    /// The liveness token, if the buffer has one.
+    pub(crate) fn token(&self) -> Option<&Arc<()>> {
+        self.token.as_ref()
     }
 }
 

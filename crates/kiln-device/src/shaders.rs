@@ -49,8 +49,12 @@ impl Family {
     /// The WGSL source text.
     pub fn source(self) -> &'static str {
         match self {
-            Family::Unary => include_str!("../../../shaders/unary.wgsl"),
-            Family::Binary => include_str!("../../../shaders/binary.wgsl"),
+            Family::Unary => {
+                concat!(include_str!("../../../shaders/ops.wgsl"), include_str!("../../../shaders/unary.wgsl"))
+            }
+            Family::Binary => {
+                concat!(include_str!("../../../shaders/ops.wgsl"), include_str!("../../../shaders/binary.wgsl"))
+            }
             Family::Matmul => include_str!("../../../shaders/matmul.wgsl"),
             Family::MatmulVec4 => include_str!("../../../shaders/matmul_vec4.wgsl"),
             Family::MatmulRows => include_str!("../../../shaders/matmul_rows.wgsl"),

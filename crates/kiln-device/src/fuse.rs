@@ -1,0 +1,598 @@
+//! Elementwise fusion: a chain of unary, scalar and binary ops over the same elements runs as
+//! one generated kernel instead of one dispatch per op.
+//!
+//! [`crate::kernels::unary`], [`crate::kernels::binary`] and [`crate::kernels::fill`] allocate
+//! their output as always, but hand the op to [`GpuDevice::elementwise`] instead of recording
+//! it. The op joins the open *chain* when it has the chain's element count and its operands are
+//! the chain's own results, or other buffers read through a simple index map ([`Index`]: the
+//! whole array, a broadcast row or column, a scalar). Anything else that touches the batch (any
+//! other dispatch, a copy, an upload through the encoder, a read-back, a submit) first *closes*
+//! the chain: its one dispatch is recorded then, so recording order, the only ordering the batch
+//! relies on, is what it would have been without fusion.
+//!
+//! At close, a result whose [`GpuBuffer`] has been dropped is not stored (and an op nobody reads
+//! is not computed); each surviving result is stored to its own buffer. A chain of one op records
+//! that op's own kernel. A longer one gets a kernel generated from `shaders/fused.wgsl` with the op
+//! definitions of `shaders/ops.wgsl`, so fused and unfused results are computed by the same WGSL.
+//! Pipelines are cached by source, and the op's scalars travel in the uniform, so a training loop
+//! compiles each chain shape once.
+//!
+//! Why it pays: on a software adapter each dispatch costs a thread hand-off of 10-50 us whatever
+//! it computes; on a real GPU each costs a launch and a round trip of every intermediate through
+//! memory. `KILN_FUSE=0` (read once per process) turns fusion off.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::batch::Pending;
+use crate::context::{GpuDevice, PipelineEntry};
+use crate::error::DeviceResult;
+use crate::kernels::{BinaryOp, UnaryOp, grid_threads};
+use crate::pool::GpuBuffer;
+
+/// Ops per fused kernel: one scalar slot each in [`FusedParams::alpha`].
+const MAX_NODES: usize = 32;
+/// Distinct buffers one fused kernel binds at most (fewer where the device allows fewer storage
+/// buffers per shader stage): one column count each in [`FusedParams::cols`].
+const MAX_SLOTS: usize = 16;
+
+/// The kernel template: `//@BINDINGS` and `//@BODY` are replaced.
+const TEMPLATE: &str = include_str!("../../../shaders/fused.wgsl");
+/// The op definitions; a generated kernel gets the functions it calls, and their helpers.
+const OPS: &str = include_str!("../../../shaders/ops.wgsl");
+
+/// The text of function `name` in `ops.wgsl` (from `fn name(` to its closing brace: the end of
+/// the line for a one-line function, else the next line that is just `}`).
+fn ops_function(name: &str) -> Option<&'static str> {
+    let start = OPS.find(&format!("\nfn {name}("))? + 1;
+    let rest = &OPS[start..];
+    let line = rest.split_inclusive('\n').next()?;
+    let len = if line.trim_end().ends_with('}') { line.len() } else { rest.find("\n}\n")? + 3 };
+    Some(&rest[..len])
+}
+
+/// The definitions of the `ops.wgsl` functions `names`, each after the helpers it calls.
+fn ops_prelude(names: &[&str]) -> String {
+    fn add(name: &str, out: &mut Vec<&'static str>) {
+        let Some(text) = ops_function(name) else { return };
+        if out.contains(&text) {
+            return;
+        }
+        let body = &text[text.find('{').unwrap_or(0)..];
+        for helper in OPS.lines().filter_map(|l| l.strip_prefix("fn ")).filter_map(|l| l.split('(').next()) {
+            if helper != name && body.contains(&format!("{helper}(")) {
+                add(helper, out);
+            }
+        }
+        out.push(text);
+    }
+    let mut out = Vec::new();
+    for n in names {
+        add(n, &mut out);
+    }
+    out.concat()
+}
+
+/// Whether elementwise chains are fused: unless `KILN_FUSE=0`.
+fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("KILN_FUSE").map(|v| v != "0").unwrap_or(true))
+}
+
+/// How an operand's elements line up with the elements of the op's (contiguous) output, viewed
+/// as rows of `cols` elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Index {
+    /// Element i.
+    Full,
+    /// A row of `cols` elements broadcast down the rows: element i % cols.
+    Row(u32),
+    /// A column broadcast along rows of `cols` elements: element i / cols.
+    Col(u32),
+    /// Element 0 everywhere.
+    Scalar,
+}
+
+impl Index {
+    /// The index map of an operand read with element `strides` into an output of `shape`, when
+    /// it is one of the four; dims of size 1 are ignored.
+    pub(crate) fn of(shape: &[usize], strides: &[usize]) -> Option<Index> {
+        let dims: Vec<(usize, usize)> =
+            shape.iter().zip(strides).filter(|(d, _)| **d != 1).map(|(d, s)| (*d, *s)).collect();
+        if dims.iter().all(|&(_, s)| s == 0) {
+            return Some(Index::Scalar);
+        }
+        let mut expect = 1;
+        let contiguous = dims.iter().rev().all(|&(d, s)| {
+            let ok = s == expect;
+            expect *= d;
+            ok
+        });
+        if contiguous {
+            return Some(Index::Full);
+        }
+        match dims[..] {
+            [(_, 0), (c, 1)] => u32::try_from(c).ok().map(Index::Row),
+            [(_, 1), (c, 0)] => u32::try_from(c).ok().map(Index::Col),
+            _ => None,
+        }
+    }
+
+    /// Whether a chain running four elements per invocation can read the operand: its rows are
+    /// whole vec4s.
+    fn fits_four(self) -> bool {
+        match self {
+            Index::Row(c) | Index::Col(c) => c % 4 == 0,
+            Index::Full | Index::Scalar => true,
+        }
+    }
+}
+
+/// An op a chain can hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NodeOp {
+    /// A unary op with its scalar (`Fill` takes no operand).
+    Unary(UnaryOp, f32),
+    /// A binary op of two operands.
+    Binary(BinaryOp),
+}
+
+/// A launch exactly as an op's own kernel records it.
+pub(crate) struct Launch {
+    pub(crate) pipe: Arc<PipelineEntry>,
+    pub(crate) bufs: Vec<wgpu::Buffer>,
+    pub(crate) params: Vec<u8>,
+    pub(crate) groups: [u32; 3],
+}
+
+/// Makes an op's own [`Launch`], given its output buffer (the last binding), when it is needed:
+/// the op is not fused, or its chain closes with it alone (so a fused op never builds its own
+/// pipeline).
+pub(crate) type LaunchFn = Box<dyn FnOnce(&GpuDevice, wgpu::Buffer) -> DeviceResult<Launch> + Send>;
+
+/// An elementwise op offered for fusion: its operands with their index maps, over `n` elements.
+pub(crate) struct Fusable<'a> {
+    pub(crate) op: NodeOp,
+    pub(crate) args: &'a [(&'a GpuBuffer, Index)],
+    pub(crate) n: usize,
+}
+
+/// An operand inside a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Val {
+    /// The chain's k-th external input.
+    Input(usize),
+    /// The result of the chain's k-th op.
+    Node(usize),
+}
+
+struct Input {
+    buf: wgpu::Buffer,
+    index: Index,
+}
+
+struct Node {
+    op: NodeOp,
+    args: Vec<Val>,
+    out: wgpu::Buffer,
+    /// Alive while the op's output [`GpuBuffer`] is.
+    alive: Weak<()>,
+}
+
+/// The open chain of a pending batch.
+pub(crate) struct Chain {
+    n: usize,
+    /// Four elements per invocation (n % 4 == 0 and every broadcast row a whole number of vec4s).
+    four: bool,
+    inputs: Vec<Input>,
+    nodes: Vec<Node>,
+    /// The first op's own launch, used when the chain closes with one op.
+    first: LaunchFn,
+}
+
+/// The uniform of a fused kernel (mirrors `Params` in `fused.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct FusedParams {
+    n: u32,
+    pad: [u32; 3],
+    cols: [u32; MAX_SLOTS],
+    alpha: [f32; MAX_NODES],
+}
+
+/// A generated kernel, ready to record.
+struct Kernel {
+    plan: Plan,
+    slots: Vec<wgpu::Buffer>,
+    params: FusedParams,
+    threads: usize,
+}
+
+impl Chain {
+    fn new(f: &Fusable, first: LaunchFn) -> Chain {
+        Chain {
+            n: f.n,
+            four: f.n % 4 == 0 && f.args.iter().all(|(_, ix)| ix.fits_four()),
+            inputs: Vec::new(),
+            nodes: Vec::new(),
+            first,
+        }
+    }
+
+    /// The op whose output `buf` is, if it is one of this chain's.
+    fn node_of(&self, buf: &GpuBuffer) -> Option<usize> {
+        let token = buf.token()?;
+        self.nodes.iter().rposition(|n| std::ptr::eq(n.alive.as_ptr(), Arc::as_ptr(token)))
+    }
+
+    /// Appends the op writing `out` when it fits in this chain; false (and no change) otherwise.
+    fn push(&mut self, f: &Fusable, out: &mut GpuBuffer, max_slots: usize) -> bool {
+        if f.n != self.n || self.nodes.len() >= MAX_NODES || (self.four && !f.args.iter().all(|(_, ix)| ix.fits_four()))
+        {
+            return false;
+        }
+        let mut fresh: Vec<Input> = Vec::new();
+        let mut args = Vec::with_capacity(f.args.len());
+        for &(buf, index) in f.args {
+            if let Some(k) = self.node_of(buf) {
+                if index != Index::Full {
+                    return false;
+                }
+                args.push(Val::Node(k));
+                continue;
+            }
+            let raw = buf.raw();
+            let at = self.inputs.iter().chain(&fresh).position(|x| x.buf == *raw && x.index == index);
+            args.push(Val::Input(at.unwrap_or_else(|| {
+                fresh.push(Input { buf: raw.clone(), index });
+                self.inputs.len() + fresh.len() - 1
+            })));
+        }
+        let mut bound: Vec<&wgpu::Buffer> = self.inputs.iter().chain(&fresh).map(|x| &x.buf).collect();
+        bound.extend(self.nodes.iter().filter(|n| n.alive.strong_count() > 0).map(|n| &n.out));
+        bound.push(out.raw());
+        let mut distinct: Vec<&wgpu::Buffer> = Vec::with_capacity(bound.len());
+        for b in bound {
+            if !distinct.contains(&b) {
+                distinct.push(b);
+            }
+        }
+        if distinct.len() > max_slots {
+            return false;
+        }
+        self.inputs.extend(fresh);
+        self.nodes.push(Node { op: f.op, args, out: out.raw().clone(), alive: out.mark() });
+        true
+    }
+
+    /// The kernel computing every op a live result depends on and storing the live results;
+    /// `None` when no result is live.
+    fn kernel(&self, live: &[bool]) -> Option<Kernel> {
+        if !live.contains(&true) {
+            return None;
+        }
+        let mut needed = live.to_vec();
+        for k in (0..self.nodes.len()).rev() {
+            if needed[k] {
+                for a in &self.nodes[k].args {
+                    if let Val::Node(j) = *a {
+                        needed[j] = true;
+                    }
+                }
+            }
+        }
+        let mut used = vec![false; self.inputs.len()];
+        for node in self.nodes.iter().zip(&needed).filter(|(_, n)| **n).map(|(node, _)| node) {
+            for a in &node.args {
+                if let Val::Input(j) = *a {
+                    used[j] = true;
+                }
+            }
+        }
+        // One binding per distinct buffer (an input read through two index maps is bound once).
+        // Outputs never share a buffer with an input: see `GpuDevice::elementwise`.
+        let mut slots: Vec<wgpu::Buffer> = Vec::new();
+        let mut slot_of = |b: &wgpu::Buffer| match slots.iter().position(|s| s == b) {
+            Some(s) => s,
+            None => {
+                slots.push(b.clone());
+                slots.len() - 1
+            }
+        };
+        let threads = if self.four { self.n / 4 } else { self.n };
+        let mut params = FusedParams { n: threads as u32, ..FusedParams::zeroed() };
+        let mut plan = Plan { four: self.four, slots: 0, loads: Vec::new(), ops: Vec::new(), stores: Vec::new() };
+        for (j, input) in self.inputs.iter().enumerate().filter(|(j, _)| used[*j]) {
+            if let Index::Row(c) | Index::Col(c) = input.index {
+                params.cols[j] = if self.four { c / 4 } else { c };
+            }
+            plan.loads.push((j, slot_of(&input.buf), input.index));
+        }
+        for (k, node) in self.nodes.iter().enumerate().filter(|(k, _)| needed[*k]) {
+            if let NodeOp::Unary(_, alpha) = node.op {
+                params.alpha[k] = alpha;
+            }
+            plan.ops.push((k, node.op, node.args.clone()));
+        }
+        for (k, node) in self.nodes.iter().enumerate().filter(|(k, _)| live[*k]) {
+            plan.stores.push((slot_of(&node.out), k));
+        }
+        plan.slots = slots.len();
+        Some(Kernel { plan, slots, params, threads })
+    }
+}
+
+/// What a fused kernel computes, apart from the buffers it binds.
+struct Plan {
+    /// Four elements per invocation.
+    four: bool,
+    /// Storage bindings (then the uniform).
+    slots: usize,
+    /// (input number, slot, index map) per input read; the input number picks its column count.
+    loads: Vec<(usize, usize, Index)>,
+    /// (op number, op, operands) per op computed; the op number picks its scalar.
+    ops: Vec<(usize, NodeOp, Vec<Val>)>,
+    /// (slot, op number) per result stored.
+    stores: Vec<(usize, usize)>,
+}
+
+impl Plan {
+    /// What identifies the kernel's source (everything but the column counts and scalars, which
+    /// travel in the uniform), as a cache key.
+    fn key(&self) -> Vec<u32> {
+        let mut key = vec![self.four as u32, self.slots as u32];
+        for &(j, s, index) in &self.loads {
+            let tag = match index {
+                Index::Full => 0,
+                Index::Row(_) => 1,
+                Index::Col(_) => 2,
+                Index::Scalar => 3,
+            };
+            key.extend([j as u32, s as u32, tag]);
+        }
+        let val = |v: &Val| match *v {
+            Val::Input(j) => j as u32,
+            Val::Node(k) => (1 << 16) | k as u32,
+        };
+        for (k, op, args) in &self.ops {
+            let code = match *op {
+                NodeOp::Unary(op, _) => (1 << 8) | op as u32,
+                NodeOp::Binary(op) => (2 << 8) | op as u32,
+            };
+            key.extend([u32::MAX, *k as u32, code]);
+            key.extend(args.iter().map(val));
+        }
+        for &(s, k) in &self.stores {
+            key.extend([u32::MAX - 1, s as u32, k as u32]);
+        }
+        key
+    }
+
+    /// The kernel's WGSL: `fused.wgsl` with its bindings and body filled in.
+    fn source(&self) -> String {
+        let ty = if self.four { "vec4<f32>" } else { "f32" };
+        let name = |v: &Val| match *v {
+            Val::Input(j) => format!("x{j}"),
+            Val::Node(k) => format!("v{k}"),
+        };
+        let mut bindings: Vec<String> = (0..self.slots)
+            .map(|s| format!("@group(0) @binding({s}) var<storage, read_write> s{s}: array<{ty}>;"))
+            .collect();
+        bindings.push(format!("@group(0) @binding({}) var<uniform> p: Params;", self.slots));
+        let mut body: Vec<String> = Vec::new();
+        for &(j, s, index) in &self.loads {
+            let cols = format!("p.cols[{}][{}]", j / 4, j % 4);
+            let load = match (index, self.four) {
+                (Index::Full, _) => format!("s{s}[i]"),
+                (Index::Row(_), _) => format!("s{s}[i % {cols}]"),
+                (Index::Col(_), false) => format!("s{s}[i / {cols}]"),
+                (Index::Col(_), true) => format!("vec4<f32>(s{s}[(i / {cols}) / 4u][(i / {cols}) % 4u])"),
+                (Index::Scalar, false) => format!("s{s}[0]"),
+                (Index::Scalar, true) => format!("vec4<f32>(s{s}[0].x)"),
+            };
+            body.push(format!("    let x{j} = {load};"));
+        }
+        // One call per element of the op's function: `f(x, y)`, or per lane `vec4<f32>(f(x.x, y.x), ...)`.
+        let call = |f: &str, args: [String; 2]| {
+            if !self.four {
+                return format!("{f}({}, {})", args[0], args[1]);
+            }
+            let lane = |l: &str| {
+                let a: Vec<String> =
+                    args.iter().map(|a| if a.starts_with("p.") { a.clone() } else { format!("{a}.{l}") }).collect();
+                format!("{f}({}, {})", a[0], a[1])
+            };
+            format!("vec4<f32>({}, {}, {}, {})", lane("x"), lane("y"), lane("z"), lane("w"))
+        };
+        for (k, op, args) in &self.ops {
+            let expr = match *op {
+                NodeOp::Unary(op, _) => {
+                    let x = args.first().map(name).unwrap_or_else(|| format!("{ty}(0.0)"));
+                    call(op.wgsl_fn(), [x, format!("p.alpha[{}][{}]", k / 4, k % 4)])
+                }
+                NodeOp::Binary(op) => call(op.wgsl_fn(), [name(&args[0]), name(&args[1])]),
+            };
+            body.push(format!("    let v{k} = {expr};"));
+        }
+        for &(s, k) in &self.stores {
+            body.push(format!("    s{s}[i] = v{k};"));
+        }
+        let mut used: Vec<&str> = self
+            .ops
+            .iter()
+            .map(|(_, op, _)| match *op {
+                NodeOp::Unary(op, _) => op.wgsl_fn(),
+                NodeOp::Binary(op) => op.wgsl_fn(),
+            })
+            .collect();
+        used.sort();
+        used.dedup();
+        ops_prelude(&used)
+            + &TEMPLATE.replacen("//@BINDINGS\n", &(bindings.join("\n") + "\n"), 1).replacen(
+                "//@BODY\n",
+                &(body.join("\n") + "\n"),
+                1,
+            )
+    }
+}
+
+impl GpuDevice {
+    /// Records an elementwise op's `launch`, or, when it is `fusable`, adds it to the open chain
+    /// (whose dispatch is recorded when the chain closes).
+    pub(crate) fn elementwise(
+        &self,
+        launch: LaunchFn,
+        fusable: Option<Fusable>,
+        out: &mut GpuBuffer,
+    ) -> DeviceResult<()> {
+        let Some(f) = fusable.filter(|f| enabled() && f.n > 0) else {
+            let l = launch(self, out.raw().clone())?;
+            let bufs: Vec<&wgpu::Buffer> = l.bufs.iter().collect();
+            return self.record(&l.pipe, &bufs, &l.params, l.groups);
+        };
+        let max_slots = (self.limits().max_storage_buffers_per_shader_stage as usize).min(MAX_SLOTS);
+        let mut p = self.inner.pending.lock().unwrap();
+        if let Some(chain) = p.chain.as_ref()
+            && chain.inputs.iter().any(|x| x.buf == *out.raw())
+        {
+            // The pool handed back the buffer of an input the chain has not read yet (its
+            // tensor was dropped): take another, so that a chain's kernel never writes a buffer
+            // it reads and its shape (hence its cached pipeline) does not depend on pool order.
+            let mut other = self.alloc(out.bucket_bytes(), "fused")?;
+            std::mem::swap(out, &mut other);
+        }
+        if let Some(chain) = p.chain.as_mut()
+            && chain.push(&f, out, max_slots)
+        {
+            return Ok(());
+        }
+        self.close_chain(&mut p)?;
+        let mut chain = Chain::new(&f, launch);
+        if chain.push(&f, out, max_slots) {
+            p.chain = Some(chain);
+            return Ok(());
+        }
+        // Not even alone (more operands than bindings): record it unfused.
+        let l = (chain.first)(self, out.raw().clone())?;
+        let bufs: Vec<&wgpu::Buffer> = l.bufs.iter().collect();
+        self.record_locked(&mut p, &l.pipe, &bufs, &l.params, l.groups)
+    }
+
+    /// Records the open chain's dispatch, if a chain is open and any of its results is still
+    /// referenced. Called before anything else is recorded into, or submitted from, the batch.
+    pub(crate) fn close_chain(&self, p: &mut Pending) -> DeviceResult<()> {
+        let Some(chain) = p.chain.take() else {
+            return Ok(());
+        };
+        let live: Vec<bool> = chain.nodes.iter().map(|n| n.alive.strong_count() > 0).collect();
+        if chain.nodes.len() == 1 {
+            if !live[0] {
+                return Ok(());
+            }
+            let l = (chain.first)(self, chain.nodes[0].out.clone())?;
+            let bufs: Vec<&wgpu::Buffer> = l.bufs.iter().collect();
+            return self.record_locked(p, &l.pipe, &bufs, &l.params, l.groups);
+        }
+        let Some(k) = chain.kernel(&live) else {
+            return Ok(());
+        };
+        let pipe = self.generated_pipeline(&k.plan.key(), || k.plan.source(), "fused", k.slots.len() as u32)?;
+        let bufs: Vec<&wgpu::Buffer> = k.slots.iter().collect();
+        self.record_locked(p, &pipe, &bufs, bytemuck::bytes_of(&k.params), grid_threads(self, k.threads)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Generated kernels parse and validate with naga, in both widths, with every index map,
+    /// every op, an op without operands (fill) and an input sharing its slot with an output.
+    #[test]
+    fn generated_kernels_validate() {
+        // Every unary op then fill, and every binary op against each kind of input.
+        let mut unaries = Vec::new();
+        let mut prev = Val::Input(0);
+        for (k, op) in UnaryOp::ALL.into_iter().filter(|o| *o != UnaryOp::Fill).enumerate() {
+            unaries.push((k, NodeOp::Unary(op, 0.5), vec![prev]));
+            prev = Val::Node(k);
+        }
+        unaries.push((unaries.len(), NodeOp::Unary(UnaryOp::Fill, 2.0), vec![]));
+        let mut binaries = Vec::new();
+        prev = Val::Input(0);
+        for (k, op) in BinaryOp::ALL.into_iter().enumerate() {
+            binaries.push((k, NodeOp::Binary(op), vec![prev, Val::Input(1 + k % 4)]));
+            prev = Val::Node(k);
+        }
+        for ops in [unaries, binaries] {
+            assert!(ops.len() <= MAX_NODES);
+            let last = ops.len() - 1;
+            for four in [false, true] {
+                let plan = Plan {
+                    four,
+                    slots: 7,
+                    loads: vec![
+                        (0, 0, Index::Full),
+                        (1, 1, Index::Row(8)),
+                        (2, 2, Index::Col(8)),
+                        (3, 3, Index::Scalar),
+                        (4, 4, Index::Full),
+                    ],
+                    ops: ops.clone(),
+                    stores: vec![(5, last - 1), (6, last)],
+                };
+                let src = plan.source();
+                let module =
+                    naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
+                assert!(src.contains("fn fused(") && !src.contains("//@"), "{src}");
+            }
+        }
+    }
+
+    /// Each op's function is defined in ops.wgsl and is what the switch of the family kernels
+    /// calls for the op's number, so fused and unfused launches compute the same thing.
+    #[test]
+    fn op_functions_match_the_switches() {
+        let ops = include_str!("../../../shaders/ops.wgsl");
+        for op in UnaryOp::ALL {
+            let f = op.wgsl_fn();
+            assert!(ops.contains(&format!("fn {f}(v: f32, a: f32) -> f32")), "{op:?}");
+            assert!(ops.contains(&format!("case {}u: {{ return {f}(v, a); }}", op as u32)), "{op:?}");
+        }
+        for op in BinaryOp::ALL {
+            let f = op.wgsl_fn();
+            assert!(ops.contains(&format!("fn {f}(u: f32, v: f32) -> f32")), "{op:?}");
+            assert!(ops.contains(&format!("case {}u: {{ return {f}(u, v); }}", op as u32)), "{op:?}");
+        }
+    }
+
+    #[test]
+    fn prelude_holds_the_functions_and_their_helpers() {
+        let p = ops_prelude(&["u_pow_scalar", "b_add", "u_tanh", "u_pow_scalar"]);
+        assert_eq!(p.matches("fn ").count(), 5, "{p}");
+        for f in ["fn powf(", "fn tanh_(", "fn u_pow_scalar(", "fn b_add(", "fn u_tanh("] {
+            assert_eq!(p.matches(f).count(), 1, "{f} in {p}");
+        }
+        assert!(p.find("fn powf(").unwrap() < p.find("fn u_pow_scalar(").unwrap());
+        assert!(p.find("fn tanh_(").unwrap() < p.find("fn u_tanh(").unwrap());
+        assert!(ops_function("powf").unwrap().ends_with("}\n") && ops_function("nothing").is_none());
+    }
+
+    #[test]
+    fn index_maps_from_strides() {
+        assert_eq!(Index::of(&[5], &[1]), Some(Index::Full));
+        assert_eq!(Index::of(&[5], &[0]), Some(Index::Scalar));
+        assert_eq!(Index::of(&[3, 4], &[4, 1]), Some(Index::Full));
+        assert_eq!(Index::of(&[3, 4], &[0, 1]), Some(Index::Row(4)));
+        assert_eq!(Index::of(&[3, 4], &[1, 0]), Some(Index::Col(4)));
+        assert_eq!(Index::of(&[3, 4], &[0, 0]), Some(Index::Scalar));
+        assert_eq!(Index::of(&[1, 3, 1, 4], &[9, 4, 7, 1]), Some(Index::Full));
+        assert_eq!(Index::of(&[3, 4], &[1, 3]), None, "a transposed operand");
+        assert_eq!(Index::of(&[2, 3, 4], &[0, 4, 1]), None, "a broadcast over two dims");
+        assert!(Index::Row(8).fits_four() && !Index::Col(6).fits_four());
+    }
+}
