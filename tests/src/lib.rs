@@ -150,14 +150,17 @@ pub fn check_matmul(dev: &Device, sa: &[usize], sb: &[usize], rtol: f64) {
 /// form (x^T @ g); `linear` (x @ w^T, w stored [N, K] and read transposed) runs `nt` forward.
 #[track_caller]
 pub fn matmul_kernel_cases(dev: &Device) {
-    // (520, 8, 516): the wide-tile kernel for large products, with edges past both tiles.
-    for (m, k, n) in [(130, 36, 44), (70, 12, 20), (33, 64, 65), (200, 16, 36), (520, 8, 516)] {
+    // N < 64 takes the 32-column subgroup kernels, N >= 64 the 64-column ones: (40, 68, 72)
+    // reaches all three 64-column forms (x @ w, g @ w^T, x^T @ g) with edges past their tiles;
+    // (520, 8, 516) a large product with edges past both tiles.
+    for (m, k, n) in [(130, 36, 44), (70, 12, 20), (33, 64, 65), (200, 16, 36), (40, 68, 72), (520, 8, 516)] {
         check_matmul(dev, &[m, k], &[k, n], 1e-5);
     }
     check_matmul(dev, &[3, 70, 32], &[3, 32, 36], 1e-5);
     check_matmul(dev, &[2, 66, 40], &[40, 12], 1e-5);
-    // linear: x [M, K] @ w^T with w stored [N, K]; N = 10 takes the narrow `nt`.
-    for (m, k, n) in [(70, 12, 10), (130, 20, 44), (65, 8, 3)] {
+    // linear: x [M, K] @ w^T with w stored [N, K]; N = 10 takes the narrow `nt`, N = 70 the
+    // 64-column one.
+    for (m, k, n) in [(70, 12, 10), (130, 20, 44), (66, 12, 70), (65, 8, 3)] {
         let x = tensor(&[m, k], 41, dev, true);
         let w = tensor(&[n, k], 42, dev, true);
         let y = Tensor::linear(&x, &w, None).unwrap();

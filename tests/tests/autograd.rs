@@ -45,6 +45,41 @@ device_test!(no_grad_detach_and_flags, |dev| {
     assert!(!Tensor::from_labels(&[1, 2], dev)?.set_requires_grad(true).requires_grad());
 });
 
+// Backward skips the gradient of an input that does not require grad (for a matmul whose
+// input is data, a whole product per step): the other input's gradient must be unchanged.
+device_test!(one_sided_gradients_match_two_sided, |dev| {
+    type BinOp = fn(&Tensor, &Tensor) -> kiln::Result<Tensor>;
+    let ops: [(&str, BinOp); 7] = [
+        ("add", |a, b| a.add(b)),
+        ("sub", |a, b| a.sub(b)),
+        ("mul", |a, b| a.mul(b)),
+        ("div", |a, b| a.div(b)),
+        ("maximum", |a, b| a.maximum(b)),
+        ("minimum", |a, b| a.minimum(b)),
+        ("matmul", |a, b| a.matmul(&b.reshape(&[5, 3])?)),
+    ];
+    for (name, op) in ops {
+        let av = data(15, 3);
+        let bv: Vec<f32> = data(15, 4).iter().map(|v| v + 2.0).collect();
+        // Both sides, then each side alone.
+        let grads = |ga: bool, gb: bool| -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+            let a = Tensor::from_vec(av.clone(), &[3, 5], dev).unwrap().set_requires_grad(ga);
+            let b = Tensor::from_vec(bv.clone(), &[3, 5], dev).unwrap().set_requires_grad(gb);
+            let y = op(&a, &b).unwrap();
+            let w = Tensor::from_vec(data(y.numel(), 9), y.shape(), dev).unwrap();
+            y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+            (a.grad().map(|g| g.to_vec().unwrap()), b.grad().map(|g| g.to_vec().unwrap()))
+        };
+        let (a2, b2) = grads(true, true);
+        let (a1, none_b) = grads(true, false);
+        let (none_a, b1) = grads(false, true);
+        assert!(none_a.is_none() && none_b.is_none(), "{name}");
+        // Fused differently, the same values may round differently (a contracted multiply-add).
+        assert_close(&a1.expect(name), &f64s(&a2.expect(name)), 1e-6);
+        assert_close(&b1.expect(name), &f64s(&b2.expect(name)), 1e-6);
+    }
+});
+
 device_test!(scalars_are_zero_dimensional, |dev| {
     let s = Tensor::from_vec(vec![3.0], &[], dev)?;
     assert_eq!(s.shape(), &[] as &[usize]);

@@ -100,8 +100,11 @@ impl Op {
     }
 
     /// The gradients of the inputs given the output `out` (detached) and its gradient `g`.
-    /// Runs with grad mode off. `None` means no gradient flows to that input.
-    fn backward(&self, out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    /// Runs with grad mode off. `None` means no gradient flows to that input. `needs[i]` says
+    /// whether input i requires grad: a two-input op skips the other input's gradient (for a
+    /// matmul whose input is data, that is a whole product per step).
+    fn backward(&self, out: &Tensor, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let need = |i: usize| needs.get(i).copied().unwrap_or(true);
         Ok(match self {
             Op::Unary { x, op, alpha } => {
                 let gx = match op {
@@ -130,28 +133,46 @@ impl Op {
                 vec![Some(gx)]
             }
             Op::Binary { a, b, op } => {
-                let (ga, gb) = match op {
-                    BinaryOp::Add => (g.clone(), g.clone()),
-                    BinaryOp::Sub => (g.clone(), g.neg()?),
-                    BinaryOp::Mul => (g.mul(b)?, g.mul(a)?),
-                    BinaryOp::Div => (g.div(b)?, g.mul(a)?.div(&b.mul(b)?)?.neg()?),
-                    BinaryOp::Maximum | BinaryOp::Minimum => {
-                        // Ties split the gradient evenly, as torch.maximum does.
-                        let (wa, wb) =
-                            if *op == BinaryOp::Maximum { (a.gt(b)?, b.gt(a)?) } else { (a.lt(b)?, b.lt(a)?) };
-                        let tie = a.eq(b)?.mul_scalar(0.5)?;
-                        (g.mul(&wa.add(&tie)?)?, g.mul(&wb.add(&tie)?)?)
+                let grad = |i: usize| -> Result<Option<Tensor>> {
+                    if !need(i) {
+                        return Ok(None);
                     }
-                    _ => return Ok(vec![None, None]),
+                    let gi = match (op, i) {
+                        (BinaryOp::Add, _) | (BinaryOp::Sub, 0) => g.clone(),
+                        (BinaryOp::Sub, _) => g.neg()?,
+                        (BinaryOp::Mul, 0) => g.mul(b)?,
+                        (BinaryOp::Mul, _) => g.mul(a)?,
+                        (BinaryOp::Div, 0) => g.div(b)?,
+                        (BinaryOp::Div, _) => g.mul(a)?.div(&b.mul(b)?)?.neg()?,
+                        (BinaryOp::Maximum | BinaryOp::Minimum, _) => {
+                            // Ties split the gradient evenly, as torch.maximum does.
+                            let (x, y) = if i == 0 { (a, b) } else { (b, a) };
+                            let wins = if *op == BinaryOp::Maximum { x.gt(y)? } else { x.lt(y)? };
+                            g.mul(&wins.add(&a.eq(b)?.mul_scalar(0.5)?)?)?
+                        }
+                        _ => return Ok(None),
+                    };
+                    Ok(Some(gi.sum_to_shape(if i == 0 { a.shape() } else { b.shape() })?))
                 };
-                vec![Some(ga.sum_to_shape(a.shape())?), Some(gb.sum_to_shape(b.shape())?)]
+                vec![grad(0)?, grad(1)?]
             }
             Op::Matmul { a, b, ta, tb } => {
                 // C = op(A) op(B): dop(A) = G op(B)^T, dop(B) = op(A)^T G; a transposed operand
                 // takes the transpose of that. All reads are strided: no transpose is copied.
-                let ga = if *ta { Tensor::matmul_t(b, *tb, g, true)? } else { Tensor::matmul_t(g, false, b, !*tb)? };
-                let gb = if *tb { Tensor::matmul_t(g, true, a, *ta)? } else { Tensor::matmul_t(a, !*ta, g, false)? };
-                vec![Some(ga.sum_to_shape(a.shape())?), Some(gb.sum_to_shape(b.shape())?)]
+                let ga = match (need(0), *ta) {
+                    (false, _) => None,
+                    (true, true) => Some(Tensor::matmul_t(b, *tb, g, true)?),
+                    (true, false) => Some(Tensor::matmul_t(g, false, b, !*tb)?),
+                };
+                let gb = match (need(1), *tb) {
+                    (false, _) => None,
+                    (true, true) => Some(Tensor::matmul_t(g, true, a, *ta)?),
+                    (true, false) => Some(Tensor::matmul_t(a, !*ta, g, false)?),
+                };
+                vec![
+                    ga.map(|t| t.sum_to_shape(a.shape())).transpose()?,
+                    gb.map(|t| t.sum_to_shape(b.shape())).transpose()?,
+                ]
             }
             Op::Transpose { d0, d1, .. } => vec![Some(g.transpose(*d0, *d1)?)],
             Op::Reshape { x } => vec![Some(g.reshape(x.shape())?)],
@@ -317,7 +338,8 @@ impl Tensor {
                 continue;
             }
             let Some(op) = &t.inner.grad_fn else { continue };
-            let gs = op.backward(&t.detach(), &g)?;
+            let needs: Vec<bool> = op.inputs().iter().map(|x| x.requires_grad()).collect();
+            let gs = op.backward(&t.detach(), &g, &needs)?;
             for (inp, gi) in op.inputs().into_iter().zip(gs) {
                 let Some(gi) = gi else { continue };
                 if is_anomaly_enabled() && !all_finite(&gi) {

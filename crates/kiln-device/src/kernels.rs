@@ -501,23 +501,31 @@ fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
     let bt4 = d.b_rs == 1 && d.k % 4 == 0 && d.b_cs % 4 == 0 && d.b_bs % 4 == 0;
     if rows && force != "tiles" && d.m >= 32 {
         if a4 && b4 && d.n >= 16 {
-            // 64 columns per subgroup on large products (n=1024: 49 -> 60 GFLOP/s); on the MLP's
-            // 256-row products the difference was inside the noise.
-            return if d.m >= 512 && d.n >= 512 {
+            // 64 columns per subgroup from 64 columns up (n=1024: 49 -> 60 GFLOP/s; the MLP's
+            // 256x512x512 product 53 -> 63, best of 6 blocks of 10).
+            return if d.n >= 64 {
                 MatmulVariant::new(MatmulRows, "nn_r8t2", 64, 64)
             } else {
                 MatmulVariant::new(MatmulRows, "nn_r8t1", 32, 64)
             };
         }
         if a4 && bt4 {
-            return if d.n > 16 {
+            // 64 columns from 64 up (the MLP's x.W1^T 56 -> 64 GFLOP/s, h.W2^T 47 -> 61).
+            return if d.n >= 64 {
+                MatmulVariant::new(MatmulRows, "nt_r8t8", 64, 64)
+            } else if d.n > 16 {
                 MatmulVariant::new(MatmulRows, "nt_r8t4", 32, 64)
             } else {
                 MatmulVariant::new(MatmulRows, "nt_r8t2", 16, 64)
             };
         }
         if at4 && b4 && d.n >= 16 {
-            return MatmulVariant::new(MatmulRows, "tn_r8t1", 32, 64);
+            // 64 columns from 64 up (the MLP's weight gradients 53 -> 60 and 53 -> 64 GFLOP/s).
+            return if d.n >= 64 {
+                MatmulVariant::new(MatmulRows, "tn_r8t2", 64, 64)
+            } else {
+                MatmulVariant::new(MatmulRows, "tn_r8t1", 32, 64)
+            };
         }
     }
     let big = d.m >= 32 && d.n >= 32;

@@ -308,7 +308,9 @@ fn generate() -> String {
     nn(&mut o, 8, 2);
     nt(&mut o, 8, 4);
     nt(&mut o, 8, 2);
+    nt(&mut o, 8, 8);
     tn(&mut o, 2, 1);
+    tn(&mut o, 2, 2);
     o
 }
 
