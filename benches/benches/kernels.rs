@@ -1,7 +1,9 @@
 //! criterion benchmarks of the kernel families on the GPU device (the software adapter where
 //! there is no GPU): matmul shapes including the MLP's and the transposed-operand variants,
-//! elementwise, reductions, softmax, the fused cross-entropy and the fused Adam update. Every
-//! measured closure ends with `synchronize()`, so the clock stops when the GPU is done.
+//! elementwise (alone and a fused chain), reductions, softmax, the fused cross-entropy and the
+//! fused Adam update. Every measured closure ends with `synchronize()`, so the clock stops when
+//! the GPU is done, and returns its result: an elementwise result dropped before the sync is
+//! never computed (see kiln-device's fusion), so it must outlive the sync.
 //!
 //! `cargo bench -p kiln-benches --bench kernels`
 
@@ -26,14 +28,16 @@ fn bench(c: &mut Criterion) {
         let bt = Tensor::rand(&[n, k], &d).unwrap();
         g.bench_function(format!("matmul {m}x{k}x{n}"), |bch| {
             bch.iter(|| {
-                a.matmul(&b).unwrap();
-                sync(&d)
+                let r = a.matmul(&b).unwrap();
+                sync(&d);
+                r
             })
         });
         g.bench_function(format!("linear (B transposed) {m}x{k}x{n}"), |bch| {
             bch.iter(|| {
-                Tensor::linear(&a, &bt, None).unwrap();
-                sync(&d)
+                let r = Tensor::linear(&a, &bt, None).unwrap();
+                sync(&d);
+                r
             })
         });
     }
@@ -41,32 +45,54 @@ fn bench(c: &mut Criterion) {
     let y = Tensor::rand(&[1024], &d).unwrap();
     g.bench_function("add broadcast 256x1024", |bch| {
         bch.iter(|| {
-            x.add(&y).unwrap();
-            sync(&d)
+            let r = x.add(&y).unwrap();
+            sync(&d);
+            r
         })
     });
     g.bench_function("exp 256x1024", |bch| {
         bch.iter(|| {
-            x.exp().unwrap();
-            sync(&d)
+            let r = x.exp().unwrap();
+            sync(&d);
+            r
+        })
+    });
+    // Eight elementwise ops: one generated kernel (with KILN_FUSE=0, eight dispatches).
+    g.bench_function("chain of 8 elementwise ops 256x1024", |bch| {
+        bch.iter(|| {
+            let r = x
+                .mul_scalar(2.0)
+                .and_then(|t| t.add(&y))
+                .and_then(|t| t.relu())
+                .and_then(|t| t.mul(&x))
+                .and_then(|t| t.add_scalar(1.0))
+                .and_then(|t| t.tanh())
+                .and_then(|t| t.sub(&x))
+                .and_then(|t| t.sigmoid())
+                .unwrap();
+            sync(&d);
+            r
         })
     });
     g.bench_function("sum dim 0 of 256x1024", |bch| {
         bch.iter(|| {
-            x.sum(0usize, false).unwrap();
-            sync(&d)
+            let r = x.sum(0usize, false).unwrap();
+            sync(&d);
+            r
         })
     });
     g.bench_function("sum_all 256x1024", |bch| {
         bch.iter(|| {
-            x.sum_all().unwrap();
-            sync(&d)
+            let r = x.sum_all().unwrap();
+            sync(&d);
+            r
         })
     });
     g.bench_function("softmax dim 1 of 256x1024", |bch| {
         bch.iter(|| {
-            x.softmax(1usize).unwrap();
-            sync(&d)
+            let r = x.softmax(1usize).unwrap();
+            sync(&d);
+            r
         })
     });
     let logits = Tensor::rand(&[256, 10], &d).unwrap().set_requires_grad(true);
