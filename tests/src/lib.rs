@@ -3,6 +3,8 @@
 
 use kiln::{Device, Tensor};
 
+pub mod elementwise_cases;
+
 /// The GPU device for tests: `None` (the test is skipped, with a note) when no adapter exists,
 /// unless `KILN_REQUIRE_GPU=1`, which turns a missing adapter into a failure.
 pub fn gpu_device() -> Option<Device> {

@@ -1,61 +1,12 @@
 //! Unary, scalar and broadcasting binary ops: forward and backward against float64 references
-//! on both devices, on shapes that are not multiples of any tile or workgroup size.
+//! on both devices, on shapes that are not multiples of any tile or workgroup size (the cases
+//! are in `kiln_tests::elementwise_cases`, shared with `unfused.rs`), edge values and masks.
 
-use kiln::{Device, Tensor};
-use kiln_tests::{assert_close, data, device_test, f64s, tensor};
-
-/// loss = sum(y * w) for a fixed random w, so that dL/dy = w.
-fn weighted_sum(y: &Tensor, seed: u64) -> (Tensor, Vec<f64>) {
-    let w = Tensor::from_vec(data(y.numel(), seed), y.shape(), &y.device()).unwrap();
-    (y.mul(&w).unwrap().sum_all().unwrap(), f64s(&w.to_vec().unwrap()))
-}
-
-type F = fn(f64) -> f64;
-
-fn sig(v: f64) -> f64 {
-    1.0 / (1.0 + (-v).exp())
-}
-
-fn check_unary(
-    dev: &Device,
-    name: &str,
-    shape: &[usize],
-    shift: f32,
-    op: impl Fn(&Tensor) -> kiln::Result<Tensor>,
-    f: F,
-    df: F,
-) {
-    let n: usize = shape.iter().product();
-    let xs: Vec<f32> = data(n, 11).iter().map(|v| v * 2.0 + shift).collect();
-    let x = Tensor::from_vec(xs.clone(), shape, dev).unwrap().set_requires_grad(true);
-    let y = op(&x).unwrap();
-    assert_eq!(y.shape(), shape, "{name}");
-    let want: Vec<f64> = xs.iter().map(|&v| f(v as f64)).collect();
-    assert_close(&y.to_vec().unwrap(), &want, 1e-5);
-    let (loss, w) = weighted_sum(&y, 5);
-    loss.backward().unwrap();
-    let gw: Vec<f64> = xs.iter().zip(&w).map(|(&v, wi)| wi * df(v as f64)).collect();
-    assert_close(&x.grad().unwrap().to_vec().unwrap(), &gw, 1e-5);
-}
+use kiln::Tensor;
+use kiln_tests::{device_test, tensor};
 
 device_test!(unary_ops_match_f64, |dev| {
-    for shape in [&[1usize][..], &[3], &[65, 129], &[1000, 7]] {
-        check_unary(dev, "neg", shape, 0.0, |x| x.neg(), |v| -v, |_| -1.0);
-        check_unary(dev, "exp", shape, 0.0, |x| x.exp(), f64::exp, f64::exp);
-        check_unary(dev, "log", shape, 3.0, |x| x.log(), f64::ln, |v| 1.0 / v);
-        check_unary(dev, "sqrt", shape, 3.0, |x| x.sqrt(), f64::sqrt, |v| 0.5 / v.sqrt());
-        check_unary(dev, "tanh", shape, 0.0, |x| x.tanh(), f64::tanh, |v| 1.0 - v.tanh().powi(2));
-        check_unary(dev, "sigmoid", shape, 0.0, |x| x.sigmoid(), sig, |v| sig(v) * (1.0 - sig(v)));
-        check_unary(dev, "relu", shape, 0.0, |x| x.relu(), |v| v.max(0.0), |v| if v > 0.0 { 1.0 } else { 0.0 });
-        check_unary(dev, "abs", shape, 0.0, |x| x.abs(), f64::abs, f64::signum);
-        check_unary(dev, "powf3", shape, 0.0, |x| x.powf(3.0), |v| v.powi(3), |v| 3.0 * v * v);
-        check_unary(dev, "powf1.5", shape, 3.0, |x| x.powf(1.5), |v| v.powf(1.5), |v| 1.5 * v.sqrt());
-        check_unary(dev, "add_scalar", shape, 0.0, |x| x.add_scalar(2.5), |v| v + 2.5, |_| 1.0);
-        check_unary(dev, "sub_scalar", shape, 0.0, |x| x.sub_scalar(2.5), |v| v - 2.5, |_| 1.0);
-        check_unary(dev, "mul_scalar", shape, 0.0, |x| x.mul_scalar(-1.5), |v| v * -1.5, |_| -1.5);
-        check_unary(dev, "div_scalar", shape, 0.0, |x| x.div_scalar(3.0), |v| v / 3.0, |_| 1.0 / 3.0);
-        check_unary(dev, "rsub_scalar", shape, 0.0, |x| x.rsub_scalar(1.0), |v| 1.0 - v, |_| -1.0);
-    }
+    kiln_tests::elementwise_cases::unary_cases(dev);
 });
 
 device_test!(unary_edge_values, |dev| {
@@ -74,100 +25,8 @@ device_test!(unary_edge_values, |dev| {
     assert!(p.powf(0.5)?.to_vec()?[0].is_nan());
 });
 
-fn bshape(a: &[usize], b: &[usize]) -> Vec<usize> {
-    let n = a.len().max(b.len());
-    (0..n)
-        .map(|i| {
-            let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-            let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
-            da.max(db)
-        })
-        .collect()
-}
-
-/// Index into a right-aligned broadcast operand of `shape` for output coordinates `c`.
-fn bidx(shape: &[usize], out: &[usize], c: &[usize]) -> usize {
-    let off = out.len() - shape.len();
-    let mut i = 0;
-    for d in 0..shape.len() {
-        let ci = if shape[d] == 1 { 0 } else { c[d + off] };
-        i = i * shape[d] + ci;
-    }
-    i
-}
-
-fn coords(out: &[usize], mut i: usize) -> Vec<usize> {
-    let mut c = vec![0; out.len()];
-    for d in (0..out.len()).rev() {
-        c[d] = i % out[d];
-        i /= out[d];
-    }
-    c
-}
-
-type Bin = fn(f64, f64) -> (f64, f64, f64); // value, d/da, d/db
-
-fn check_binary(
-    dev: &Device,
-    sa: &[usize],
-    sb: &[usize],
-    op: impl Fn(&Tensor, &Tensor) -> kiln::Result<Tensor>,
-    f: Bin,
-) {
-    let a = tensor(sa, 1, dev, true);
-    let b = tensor(sb, 2, dev, true);
-    // Keep divisors away from 0.
-    let b = Tensor::from_vec(b.to_vec().unwrap().iter().map(|v| v + 2.0).collect(), sb, dev)
-        .unwrap()
-        .set_requires_grad(true);
-    let y = op(&a, &b).unwrap();
-    let out = bshape(sa, sb);
-    assert_eq!(y.shape(), &out[..]);
-    let (av, bv) = (f64s(&a.to_vec().unwrap()), f64s(&b.to_vec().unwrap()));
-    let (loss, w) = weighted_sum(&y, 9);
-    loss.backward().unwrap();
-    let n: usize = out.iter().product();
-    let mut want = vec![0.0; n];
-    let mut ga = vec![0.0; av.len()];
-    let mut gb = vec![0.0; bv.len()];
-    for i in 0..n {
-        let c = coords(&out, i);
-        let (ia, ib) = (bidx(sa, &out, &c), bidx(sb, &out, &c));
-        let (v, da, db) = f(av[ia], bv[ib]);
-        want[i] = v;
-        ga[ia] += w[i] * da;
-        gb[ib] += w[i] * db;
-    }
-    assert_close(&y.to_vec().unwrap(), &want, 1e-5);
-    assert_close(&a.grad().unwrap().to_vec().unwrap(), &ga, 1e-5);
-    assert_close(&b.grad().unwrap().to_vec().unwrap(), &gb, 1e-5);
-}
-
 device_test!(binary_ops_broadcast_and_reduce_gradients, |dev| {
-    // The last five reach the four-columns-per-invocation kernel: contiguous, row and column
-    // broadcasts, a scalar, and a broadcast first operand.
-    let pairs: [(&[usize], &[usize]); 12] = [
-        (&[1], &[1]),
-        (&[65, 129], &[65, 129]),
-        (&[65, 129], &[129]),
-        (&[65, 1], &[1, 129]),
-        (&[3], &[]),
-        (&[2, 3, 4], &[3, 1]),
-        (&[1000, 7], &[1000, 1]),
-        (&[64, 132], &[64, 132]),
-        (&[65, 132], &[132]),
-        (&[65, 132], &[65, 1]),
-        (&[12], &[]),
-        (&[1, 36], &[33, 36]),
-    ];
-    for (sa, sb) in pairs {
-        check_binary(dev, sa, sb, |a, b| a.add(b), |x, y| (x + y, 1.0, 1.0));
-        check_binary(dev, sa, sb, |a, b| a.sub(b), |x, y| (x - y, 1.0, -1.0));
-        check_binary(dev, sa, sb, |a, b| a.mul(b), |x, y| (x * y, y, x));
-        check_binary(dev, sa, sb, |a, b| a.div(b), |x, y| (x / y, 1.0 / y, -x / (y * y)));
-        check_binary(dev, sb, sa, |a, b| a.maximum(b), |x, y| (x.max(y), (x > y) as u8 as f64, (y > x) as u8 as f64));
-        check_binary(dev, sa, sb, |a, b| a.minimum(b), |x, y| (x.min(y), (x < y) as u8 as f64, (y < x) as u8 as f64));
-    }
+    kiln_tests::elementwise_cases::binary_cases(dev);
     // Operator sugar is the same op.
     let a = tensor(&[4, 3], 3, dev, false);
     let b = tensor(&[3], 4, dev, false);

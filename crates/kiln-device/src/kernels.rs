@@ -303,8 +303,17 @@ pub fn binary(
         _ => None,
     }
     .filter(|(sh, a4, b4)| sh[1] % 4 == 0 && vec_ok(a4) && vec_ok(b4));
-    let g4 = view4.as_ref().and_then(|(sh, ..)| grid_rows(dev, sh[0], sh[1] / 4));
-    let two = if g4.is_none() && shape.len() == 2 { grid_rows(dev, shape[0], shape[1]) } else { None };
+    // The 2-D launches give every row its own workgroup(s); for narrow rows that is many nearly
+    // empty workgroups, each with its own start-up cost on a software adapter ([256, 10]: 256
+    // workgroups, 0.34 ms), so rows narrower than a quarter of a workgroup take the 1-D kernel.
+    let wide = |cols: usize, rows: usize| rows == 1 || cols >= 64;
+    let g4 =
+        view4.as_ref().filter(|(sh, ..)| wide(sh[1] / 4, sh[0])).and_then(|(sh, ..)| grid_rows(dev, sh[0], sh[1] / 4));
+    let two = if g4.is_none() && shape.len() == 2 && wide(shape[1], shape[0]) {
+        grid_rows(dev, shape[0], shape[1])
+    } else {
+        None
+    };
     let (entry, dims, sa, sb): (_, &[usize], &[usize], &[usize]) = match (&g4, &view4, &two) {
         (Some(_), Some((sh, a4, b4)), _) => ("binary2d4", sh, a4, b4),
         (_, _, Some(_)) => ("binary2d", shape, sa, sb),
