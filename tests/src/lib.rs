@@ -158,6 +158,11 @@ pub fn matmul_kernel_cases(dev: &Device) {
     for (m, k, n) in [(130, 36, 44), (70, 12, 20), (33, 64, 65), (200, 16, 36), (40, 68, 72), (520, 8, 516)] {
         check_matmul(dev, &[m, k], &[k, n], 1e-5);
     }
+    // Thin products: K = 10 or 7 (A not readable by vec4: scalar loads, one K at a time), and
+    // their weight gradients with M = 10 or 7 (lanes own columns), with edges past the tiles.
+    for (m, k, n) in [(70, 10, 68), (66, 7, 132)] {
+        check_matmul(dev, &[m, k], &[k, n], 1e-5);
+    }
     check_matmul(dev, &[3, 70, 32], &[3, 32, 36], 1e-5);
     check_matmul(dev, &[2, 66, 40], &[40, 12], 1e-5);
     // linear: x [M, K] @ w^T with w stored [N, K]; N = 10 takes the narrow `nt`, N = 70 the

@@ -508,6 +508,11 @@ fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
     // B [K, N] with N contiguous; B read transposed from [N, K] with K contiguous.
     let b4 = d.b_cs == 1 && d.n % 4 == 0 && d.b_rs % 4 == 0 && d.b_bs % 4 == 0;
     let bt4 = d.b_rs == 1 && d.k % 4 == 0 && d.b_cs % 4 == 0 && d.b_bs % 4 == 0;
+    if rows && force != "tiles" && d.m <= 16 && !a4 && b4 && d.n >= 64 {
+        // A thin product whose A cannot be read by vec4 (the weight gradient of a 10-row
+        // weight): lanes own columns and share A's few rows.
+        return MatmulVariant::new(MatmulRows, "cols_m16t2", 64, 16);
+    }
     if rows && force != "tiles" && d.m >= 32 {
         if a4 && b4 && d.n >= 16 {
             // 64 columns per subgroup from 64 columns up (n=1024: 49 -> 60 GFLOP/s; the MLP's
@@ -535,6 +540,10 @@ fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
             } else {
                 MatmulVariant::new(MatmulRows, "tn_r8t1", 32, 64)
             };
+        }
+        if b4 && d.n >= 64 {
+            // Any other A (a K such as 10): one value of K at a time, A by scalar loads.
+            return MatmulVariant::new(MatmulRows, "nn1_r8t2", 64, 64);
         }
     }
     let big = d.m >= 32 && d.n >= 32;

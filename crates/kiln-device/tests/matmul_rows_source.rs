@@ -47,7 +47,11 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
+// A scalar view of A, for the kernels of thin products (any strides).
+@group(0) @binding(0) var<storage, read> a_s: array<f32>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
+// A vec4 view of C, for kernels whose N is a multiple of 4.
+@group(0) @binding(2) var<storage, read_write> c4: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: Params;
 
 fn store1(c_base: u32, row: u32, col: u32, v: f32) {
@@ -56,15 +60,12 @@ fn store1(c_base: u32, row: u32, col: u32, v: f32) {
     }
 }
 
+// Four columns from col0 (a multiple of 4) in one vec4 store: every kernel that stores this way
+// needs N % 4 == 0 (it reads B by vec4 rows), so a row never ends inside the vec4.
 fn store4(c_base: u32, row: u32, col0: u32, v: vec4<f32>) {
-    if (row >= p.m || col0 >= p.n) {
-        return;
+    if (row < p.m && col0 < p.n) {
+        c4[(c_base + row * p.n + col0) / 4u] = v;
     }
-    let o = c_base + row * p.n + col0;
-    c[o] = v.x;
-    if (col0 + 1u < p.n) { c[o + 1u] = v.y; }
-    if (col0 + 2u < p.n) { c[o + 2u] = v.z; }
-    if (col0 + 3u < p.n) { c[o + 3u] = v.w; }
 }
 "#;
 
@@ -301,6 +302,103 @@ fn tn(o: &mut String, g_n: usize, t_n: usize) {
     o.push_str("}\n");
 }
 
+/// `nn1`: the `nn` kernel for an A that cannot be read by vec4 (any strides: a K such as 10, or
+/// A read transposed with M % 4 != 0): one value of K at a time, A by scalar loads. B [K, N] with
+/// N contiguous (N % 4 == 0), any K. The product of a gradient with a 10-row weight.
+fn nn1(o: &mut String, r_n: usize, t_n: usize) {
+    let name = format!("nn1_r{r_n}t{t_n}");
+    writeln!(o, "\n@compute @workgroup_size({S})\nfn {name}({SIG}) {{").unwrap();
+    o.push_str("    let z = wg.z;\n    let rs4 = p.b_rs / 4u;\n    let n4 = p.n / 4u;\n");
+    for r in 0..r_n {
+        writeln!(o, "    let ar{r} = z * p.a_bs + min(wg.y * {}u + {}u + lane, p.m - 1u) * p.a_rs;", S * r_n, S * r)
+            .unwrap();
+    }
+    for t in 0..t_n {
+        writeln!(o, "    let bc{t} = z * p.b_bs / 4u + min(wg.x * {}u + {}u + lane, n4 - 1u);", S * t_n, S * t)
+            .unwrap();
+    }
+    for r in 0..r_n {
+        for t in 0..t_n {
+            for j in 0..S {
+                writeln!(o, "    var c{r}_{t}_{j} = vec4<f32>(0.0);").unwrap();
+            }
+        }
+    }
+    o.push_str("    for (var k = 0u; k < p.k; k = k + 1u) {\n");
+    for t in 0..t_n {
+        writeln!(o, "        let l{t} = b[bc{t} + k * rs4];").unwrap();
+    }
+    for r in 0..r_n {
+        writeln!(o, "        let a{r} = vec4<f32>(a_s[ar{r} + k * p.a_cs]);").unwrap();
+    }
+    for t in 0..t_n {
+        for j in 0..S {
+            writeln!(o, "        let b{t}_{j} = subgroupBroadcast(l{t}, {j}u);").unwrap();
+            for r in 0..r_n {
+                writeln!(o, "        c{r}_{t}_{j} = fma(a{r}, b{t}_{j}, c{r}_{t}_{j});").unwrap();
+            }
+        }
+    }
+    o.push_str("    }\n    let c_base = z * p.c_bs;\n");
+    for r in 0..r_n {
+        for t in 0..t_n {
+            for j in 0..S {
+                writeln!(
+                    o,
+                    "    store4(c_base, wg.y * {}u + {}u + lane, (wg.x * {}u + {}u) * 4u, c{r}_{t}_{j});",
+                    S * r_n,
+                    S * r,
+                    S * t_n,
+                    S * t + j
+                )
+                .unwrap();
+            }
+        }
+    }
+    o.push_str("}\n");
+}
+
+/// `cols`: products with at most `m_n` rows (a weight gradient of a 10-row weight: M = 10):
+/// each lane owns T vec4 column groups of C and computes every row; A (any strides) is loaded
+/// by scalar loads, row `8h + lane` by lane `lane`, and handed round with subgroupBroadcast.
+/// B [K, N] with N contiguous (N % 4 == 0), any K.
+fn cols(o: &mut String, m_n: usize, t_n: usize) {
+    let name = format!("cols_m{m_n}t{t_n}");
+    writeln!(o, "\n@compute @workgroup_size({S})\nfn {name}({SIG}) {{").unwrap();
+    o.push_str("    let z = wg.z;\n    let rs4 = p.b_rs / 4u;\n    let n4 = p.n / 4u;\n");
+    for h in 0..m_n / S {
+        writeln!(o, "    let ar{h} = z * p.a_bs + min({}u + lane, p.m - 1u) * p.a_rs;", S * h).unwrap();
+    }
+    for t in 0..t_n {
+        writeln!(o, "    let bc{t} = z * p.b_bs / 4u + min((wg.x * {t_n}u + {t}u) * {S}u + lane, n4 - 1u);").unwrap();
+    }
+    for i in 0..m_n {
+        for t in 0..t_n {
+            writeln!(o, "    var c{i}_{t} = vec4<f32>(0.0);").unwrap();
+        }
+    }
+    o.push_str("    for (var k = 0u; k < p.k; k = k + 1u) {\n");
+    for t in 0..t_n {
+        writeln!(o, "        let l{t} = b[bc{t} + k * rs4];").unwrap();
+    }
+    for h in 0..m_n / S {
+        writeln!(o, "        let s{h} = a_s[ar{h} + k * p.a_cs];").unwrap();
+    }
+    for i in 0..m_n {
+        writeln!(o, "        let a{i} = vec4<f32>(subgroupBroadcast(s{}, {}u));", i / S, i % S).unwrap();
+        for t in 0..t_n {
+            writeln!(o, "        c{i}_{t} = fma(a{i}, l{t}, c{i}_{t});").unwrap();
+        }
+    }
+    o.push_str("    }\n    let c_base = z * p.c_bs;\n");
+    for i in 0..m_n {
+        for t in 0..t_n {
+            writeln!(o, "    store4(c_base, {i}u, ((wg.x * {t_n}u + {t}u) * {S}u + lane) * 4u, c{i}_{t});").unwrap();
+        }
+    }
+    o.push_str("}\n");
+}
+
 /// The whole file: the variants `kiln-device`'s `matmul_variant` picks from.
 fn generate() -> String {
     let mut o = String::from(HEADER);
@@ -311,6 +409,8 @@ fn generate() -> String {
     nt(&mut o, 8, 8);
     tn(&mut o, 2, 1);
     tn(&mut o, 2, 2);
+    nn1(&mut o, 8, 2);
+    cols(&mut o, 16, 2);
     o
 }
 
