@@ -28,6 +28,14 @@ device_test!(matmul_batched_and_broadcast, |dev| {
     check_matmul(dev, &[1, 5, 3], &[4, 3, 2], 1e-5);
     check_matmul(dev, &[4, 5, 3], &[1, 3, 2], 1e-5);
     check_matmul(dev, &[5, 3], &[4, 3, 2], 1e-5);
+    // An empty batch broadcast against a single matrix stays empty (it once read past an empty
+    // buffer on the CPU; found by no_panic.rs).
+    for (sa, sb) in [(&[1usize, 1][..], &[0usize, 1, 1][..]), (&[0, 4, 1], &[1, 4])] {
+        let y = tensor(sa, 33, dev, true).matmul(&tensor(sb, 34, dev, true))?;
+        assert_eq!(y.numel(), 0, "{sa:?} @ {sb:?}");
+        assert_eq!(y.shape()[0], 0);
+        y.sum_all()?.backward()?;
+    }
     // [B,M,K]@[K,N] is treated as one product; b's gradient sums over the batch.
     let a = tensor(&[3, 5, 4], 31, dev, true);
     let b = tensor(&[4, 2], 32, dev, true);

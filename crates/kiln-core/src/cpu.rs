@@ -108,15 +108,25 @@ pub(crate) fn gather<T: Copy>(src: &[T], shape: &[usize], strides: &[usize], off
 
 pub(crate) fn matmul(a: &[f32], b: &[f32], d: &MatmulDesc) -> Vec<f32> {
     let mut c = vec![0f32; d.batch * d.m * d.n];
-    if d.m == 0 || d.n == 0 || d.k == 0 {
+    if d.batch == 0 || d.m == 0 || d.n == 0 || d.k == 0 {
         return c;
     }
+    // The unsafe call below reads through raw strides: a view that does not fit its slice would
+    // be undefined behaviour, so it is an internal error (a bug in the caller's shape logic).
+    let last_a = (d.batch - 1) * d.a_bs + (d.m - 1) * d.a_rs + (d.k - 1) * d.a_cs;
+    let last_b = (d.batch - 1) * d.b_bs + (d.k - 1) * d.b_rs + (d.n - 1) * d.b_cs;
+    assert!(
+        last_a < a.len() && last_b < b.len(),
+        "matmul views past their data: {d:?}, {} and {} elements",
+        a.len(),
+        b.len()
+    );
     for z in 0..d.batch {
         let pa = &a[z * d.a_bs..];
         let pb = &b[z * d.b_bs..];
         let pc = &mut c[z * d.m * d.n..(z + 1) * d.m * d.n];
-        // SAFETY: the strides describe views inside `a`, `b` (checked by the caller's shape
-        // logic: every index i*rs + k*cs stays below the slice length) and `c` is m*n contiguous.
+        // SAFETY: the strides describe views inside `a` and `b` (the largest index of each was
+        // checked above) and `c` is m*n contiguous.
         unsafe {
             matrixmultiply::sgemm(
                 d.m,

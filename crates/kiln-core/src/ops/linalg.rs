@@ -92,7 +92,8 @@ impl Tensor {
         if ka != kb || (ba != bb && ba != 1 && bb != 1) {
             return Err(Error::ShapeMismatch { op: "matmul", lhs: a.shape().to_vec(), rhs: b.shape().to_vec() });
         }
-        let batch = ba.max(bb);
+        // Broadcast batches: equal, or one of them 1 (so an empty batch stays empty).
+        let batch = if ba == 1 { bb } else { ba };
         let desc = MatmulDesc {
             m,
             n,
