@@ -393,25 +393,16 @@ impl Plan {
             };
             body.push(format!("    let x{j} = {load};"));
         }
-        // One call per element of the op's function: `f(x, y)`, or per lane `vec4<f32>(f(x.x, y.x), ...)`.
-        let call = |f: &str, args: [String; 2]| {
-            if !self.four {
-                return format!("{f}({}, {})", args[0], args[1]);
-            }
-            let lane = |l: &str| {
-                let a: Vec<String> =
-                    args.iter().map(|a| if a.starts_with("p.") { a.clone() } else { format!("{a}.{l}") }).collect();
-                format!("{f}({}, {})", a[0], a[1])
-            };
-            format!("vec4<f32>({}, {}, {}, {})", lane("x"), lane("y"), lane("z"), lane("w"))
-        };
+        // The op's function, or for four elements its four-lane wrapper (`<f>_4`, defined once
+        // in the prelude below: one call per op keeps long chains quick to compile).
+        let suffix = if self.four { "_4" } else { "" };
         for (k, op, args) in &self.ops {
             let expr = match *op {
                 NodeOp::Unary(op, _) => {
                     let x = args.first().map(name).unwrap_or_else(|| format!("{ty}(0.0)"));
-                    call(op.wgsl_fn(), [x, format!("p.alpha[{}][{}]", k / 4, k % 4)])
+                    format!("{}{suffix}({x}, p.alpha[{}][{}])", op.wgsl_fn(), k / 4, k % 4)
                 }
-                NodeOp::Binary(op) => call(op.wgsl_fn(), [name(&args[0]), name(&args[1])]),
+                NodeOp::Binary(op) => format!("{}{suffix}({}, {})", op.wgsl_fn(), name(&args[0]), name(&args[1])),
             };
             body.push(format!("    let v{k} = {expr};"));
         }
@@ -428,7 +419,22 @@ impl Plan {
             .collect();
         used.sort();
         used.dedup();
-        ops_prelude(&used)
+        let mut prelude = ops_prelude(&used);
+        if self.four {
+            for f in &used {
+                // u_* take (v, alpha): alpha is the same for the four lanes; b_* take (u, v).
+                let (second, lanes) = if f.starts_with("u_") {
+                    ("f32", ["x", "y", "z", "w"].map(|l| format!("{f}(a.{l}, b)")))
+                } else {
+                    ("vec4<f32>", ["x", "y", "z", "w"].map(|l| format!("{f}(a.{l}, b.{l})")))
+                };
+                prelude.push_str(&format!(
+                    "fn {f}_4(a: vec4<f32>, b: {second}) -> vec4<f32> {{ return vec4<f32>({}); }}\n",
+                    lanes.join(", ")
+                ));
+            }
+        }
+        prelude
             + &TEMPLATE.replacen("//@BINDINGS\n", &(bindings.join("\n") + "\n"), 1).replacen(
                 "//@BODY\n",
                 &(body.join("\n") + "\n"),
