@@ -130,8 +130,9 @@ pub fn binary_cases(dev: &Device) {
     // Unfused, the standard kernels: two dims of 64 columns or more the 2-D kernels (the last
     // five four columns per invocation: contiguous, row and column broadcasts, a scalar, and a
     // broadcast first operand), narrower ones and three dims the 1-D kernel. Fused (the
-    // default), these run as generated kernels with each index map.
-    let pairs: [(&[usize], &[usize]); 14] = [
+    // default), these run as generated kernels with each index map; the last two are large
+    // enough for the four-elements-per-invocation form of those.
+    let pairs: [(&[usize], &[usize]); 16] = [
         (&[1], &[1]),
         (&[65, 129], &[65, 129]),
         (&[65, 129], &[129]),
@@ -146,6 +147,8 @@ pub fn binary_cases(dev: &Device) {
         (&[5, 260], &[5, 1]),
         (&[12], &[]),
         (&[1, 260], &[3, 260]),
+        (&[130, 132], &[132]),
+        (&[130, 132], &[130, 1]),
     ];
     for (sa, sb) in pairs {
         check_binary(dev, sa, sb, |a, b| a.add(b), |x, y| (x + y, 1.0, 1.0));

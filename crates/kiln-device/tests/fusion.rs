@@ -110,8 +110,9 @@ fn every_kept_result_is_stored_and_more_than_the_bindings_split_the_chain() {
 fn broadcast_operands_in_both_widths() {
     let Some(d) = private_device() else { return };
     // [rows, cols] with a row vector, a column vector and a scalar, fused after a full operand;
-    // cols 8 runs four elements per invocation, cols 7 one.
-    for (rows, cols) in [(5usize, 8usize), (3, 7), (1, 12)] {
+    // 130x128 runs four elements per invocation, the others one.
+    // 130x128 is past the size from which chains run four elements per invocation.
+    for (rows, cols) in [(5usize, 8usize), (3, 7), (1, 12), (130, 128), (129, 127)] {
         let n = rows * cols;
         let a0 = ramp(n, 2.0);
         let r0 = ramp(cols, 1.0);
