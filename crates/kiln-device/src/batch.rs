@@ -85,10 +85,7 @@ impl GpuDevice {
             });
             write(&staging)?;
             let mut p = self.inner.pending.lock().unwrap();
-            self.close_chain(&mut p)?;
-            p.pass = None;
-            let enc = p.encoder.get_or_insert_with(|| self.inner.device.create_command_encoder(&Default::default()));
-            enc.copy_buffer_to_buffer(&staging, 0, dst.raw(), 0, len);
+            self.copy_encoder(&mut p)?.copy_buffer_to_buffer(&staging, 0, dst.raw(), 0, len);
             return Ok(dst);
         }
         let buf = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
@@ -180,6 +177,14 @@ impl GpuDevice {
         &self.inner.dummies[i]
     }
 
+    /// The pending encoder, for a copy recorded in order: the open chain is recorded first and
+    /// the open compute pass ended.
+    fn copy_encoder<'p>(&self, p: &'p mut Pending) -> DeviceResult<&'p mut wgpu::CommandEncoder> {
+        self.close_chain(p)?;
+        p.pass = None;
+        Ok(p.encoder.get_or_insert_with(|| self.inner.device.create_command_encoder(&Default::default())))
+    }
+
     fn flush_locked(&self, p: &mut Pending) -> DeviceResult<()> {
         self.close_chain(p)?;
         p.pass = None; // ends the open pass
@@ -232,12 +237,7 @@ impl GpuDevice {
             return Ok(());
         }
         let mut p = self.inner.pending.lock().unwrap();
-        self.close_chain(&mut p)?;
-        p.pass = None;
-        if p.encoder.is_none() {
-            p.encoder = Some(self.inner.device.create_command_encoder(&Default::default()));
-        }
-        p.encoder.as_mut().unwrap().copy_buffer_to_buffer(
+        self.copy_encoder(&mut p)?.copy_buffer_to_buffer(
             src.raw(),
             src_offset,
             dst.raw(),
@@ -261,12 +261,7 @@ impl GpuDevice {
         });
         {
             let mut p = self.inner.pending.lock().unwrap();
-            self.close_chain(&mut p)?;
-            p.pass = None;
-            if p.encoder.is_none() {
-                p.encoder = Some(self.inner.device.create_command_encoder(&Default::default()));
-            }
-            p.encoder.as_mut().unwrap().copy_buffer_to_buffer(src.raw(), 0, &staging, 0, padded);
+            self.copy_encoder(&mut p)?.copy_buffer_to_buffer(src.raw(), 0, &staging, 0, padded);
             self.flush_locked(&mut p)?;
         }
         let (tx, rx) = std::sync::mpsc::channel();

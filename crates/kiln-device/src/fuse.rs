@@ -14,8 +14,8 @@
 //! is not computed); each surviving result is stored to its own buffer. A chain of one op records
 //! that op's own kernel. A longer one gets a kernel generated from `shaders/fused.wgsl` with the op
 //! definitions of `shaders/ops.wgsl`, so fused and unfused results are computed by the same WGSL.
-//! Pipelines are cached by source, and the op's scalars travel in the uniform, so a training loop
-//! compiles each chain shape once.
+//! Pipelines are cached by the chain's structure, and the ops' scalars and column counts travel
+//! in the uniform, so a training loop compiles each chain shape once.
 //!
 //! Why it pays: on a software adapter each dispatch costs a thread hand-off of 10-50 us whatever
 //! it computes; on a real GPU each costs a launch and a round trip of every intermediate through
@@ -141,6 +141,16 @@ pub(crate) enum NodeOp {
     Unary(UnaryOp, f32),
     /// A binary op of two operands.
     Binary(BinaryOp),
+}
+
+impl NodeOp {
+    /// The op's function in `ops.wgsl`.
+    fn wgsl_fn(self) -> &'static str {
+        match self {
+            NodeOp::Unary(op, _) => op.wgsl_fn(),
+            NodeOp::Binary(op) => op.wgsl_fn(),
+        }
+    }
 }
 
 /// A launch exactly as an op's own kernel records it.
@@ -402,26 +412,20 @@ impl Plan {
         // in the prelude below: one call per op keeps long chains quick to compile).
         let suffix = if self.four { "_4" } else { "" };
         for (k, op, args) in &self.ops {
-            let expr = match *op {
-                NodeOp::Unary(op, _) => {
+            let f = op.wgsl_fn();
+            let expr = match op {
+                NodeOp::Unary(..) => {
                     let x = args.first().map(name).unwrap_or_else(|| format!("{ty}(0.0)"));
-                    format!("{}{suffix}({x}, p.alpha[{}][{}])", op.wgsl_fn(), k / 4, k % 4)
+                    format!("{f}{suffix}({x}, p.alpha[{}][{}])", k / 4, k % 4)
                 }
-                NodeOp::Binary(op) => format!("{}{suffix}({}, {})", op.wgsl_fn(), name(&args[0]), name(&args[1])),
+                NodeOp::Binary(_) => format!("{f}{suffix}({}, {})", name(&args[0]), name(&args[1])),
             };
             body.push(format!("    let v{k} = {expr};"));
         }
         for &(s, k) in &self.stores {
             body.push(format!("    s{s}[i] = v{k};"));
         }
-        let mut used: Vec<&str> = self
-            .ops
-            .iter()
-            .map(|(_, op, _)| match *op {
-                NodeOp::Unary(op, _) => op.wgsl_fn(),
-                NodeOp::Binary(op) => op.wgsl_fn(),
-            })
-            .collect();
+        let mut used: Vec<&str> = self.ops.iter().map(|(_, op, _)| op.wgsl_fn()).collect();
         used.sort();
         used.dedup();
         let mut prelude = ops_prelude(&used);
@@ -457,13 +461,12 @@ impl GpuDevice {
         fusable: Option<Fusable>,
         out: &mut GpuBuffer,
     ) -> DeviceResult<()> {
+        let mut p = self.inner.pending.lock().unwrap();
         let Some(f) = fusable.filter(|f| enabled() && f.n > 0) else {
-            let l = launch(self, out.raw().clone())?;
-            let bufs: Vec<&wgpu::Buffer> = l.bufs.iter().collect();
-            return self.record(&l.pipe, &bufs, &l.params, l.groups);
+            self.close_chain(&mut p)?;
+            return self.record_launch(&mut p, launch(self, out.raw().clone())?);
         };
         let max_slots = (self.limits().max_storage_buffers_per_shader_stage as usize).min(MAX_SLOTS);
-        let mut p = self.inner.pending.lock().unwrap();
         if let Some(chain) = p.chain.as_ref()
             && chain.inputs.iter().any(|x| x.buf == *out.raw())
         {
@@ -485,9 +488,13 @@ impl GpuDevice {
             return Ok(());
         }
         // Not even alone (more operands than bindings): record it unfused.
-        let l = (chain.first)(self, out.raw().clone())?;
+        self.record_launch(&mut p, (chain.first)(self, out.raw().clone())?)
+    }
+
+    /// Records an op's own launch (the batch locked, any open chain closed).
+    fn record_launch(&self, p: &mut Pending, l: Launch) -> DeviceResult<()> {
         let bufs: Vec<&wgpu::Buffer> = l.bufs.iter().collect();
-        self.record_locked(&mut p, &l.pipe, &bufs, &l.params, l.groups)
+        self.record_locked(p, &l.pipe, &bufs, &l.params, l.groups)
     }
 
     /// Records the open chain's dispatch, if a chain is open and any of its results is still
@@ -502,8 +509,7 @@ impl GpuDevice {
                 return Ok(());
             }
             let l = (chain.first)(self, chain.nodes[0].out.clone())?;
-            let bufs: Vec<&wgpu::Buffer> = l.bufs.iter().collect();
-            return self.record_locked(p, &l.pipe, &bufs, &l.params, l.groups);
+            return self.record_launch(p, l);
         }
         let Some(k) = chain.kernel(&live) else {
             return Ok(());
@@ -519,7 +525,7 @@ mod tests {
     use super::*;
 
     /// Generated kernels parse and validate with naga, in both widths, with every index map,
-    /// every op, an op without operands (fill) and an input sharing its slot with an output.
+    /// every op and an op without operands (fill).
     #[test]
     fn generated_kernels_validate() {
         // Every unary op then fill, and every binary op against each kind of input.

@@ -292,7 +292,8 @@ pub fn binary(
     sb: &[usize],
 ) -> DeviceResult<GpuBuffer> {
     let n: usize = shape.iter().product();
-    let (sa_in, sb_in) = (sa, sb);
+    // How each operand lines up with the output, for fusion (before the views below rename them).
+    let index = (Index::of(shape, sa), Index::of(shape, sb));
     let mut out = dev.alloc(n as u64 * 4, "binary")?;
     // Four columns per invocation where every operand's columns are contiguous (stride 1, rows
     // 4-aligned) or broadcast (stride 0); one dim counts as a single row.
@@ -337,7 +338,7 @@ pub fn binary(
         let pipe = dev.pipeline(Family::Binary, entry, &[("OP", op as u32)])?;
         Ok(Launch { pipe, bufs: vec![ra, rb, out], params: bytemuck::bytes_of(&params).to_vec(), groups })
     });
-    let fusable = match (Index::of(shape, sa_in), Index::of(shape, sb_in)) {
+    let fusable = match index {
         (Some(ia), Some(ib)) => Some(Fusable { op: NodeOp::Binary(op), args: &[(a, ia), (b, ib)], n }),
         _ => None,
     };

@@ -71,6 +71,44 @@ fn store4(c_base: u32, row: u32, col0: u32, v: vec4<f32>) {
 
 const SIG: &str = "@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32";
 
+/// For the kernels whose lanes own R rows and whose B is read by vec4 rows (`nn`, `nn1`): each
+/// lane's vec4 column group of B for every t, and the R x T x 8 vec4 accumulators.
+fn columns_and_accumulators(o: &mut String, r_n: usize, t_n: usize) {
+    for t in 0..t_n {
+        writeln!(o, "    let bc{t} = z * p.b_bs / 4u + min(wg.x * {}u + {}u + lane, n4 - 1u);", S * t_n, S * t)
+            .unwrap();
+    }
+    for r in 0..r_n {
+        for t in 0..t_n {
+            for j in 0..S {
+                writeln!(o, "    var c{r}_{t}_{j} = vec4<f32>(0.0);").unwrap();
+            }
+        }
+    }
+}
+
+/// The end of the K loop and of the kernel for the kernels whose lanes own R rows: every
+/// accumulator `c{r}_{t}_{j}` stored, by vec4 (`nn`, `nn1`: column group 8t + j) or one value
+/// (`nt`: column 8t + j).
+fn store_rows(o: &mut String, r_n: usize, t_n: usize, four: bool) {
+    o.push_str("    }\n    let c_base = z * p.c_bs;\n");
+    for r in 0..r_n {
+        for t in 0..t_n {
+            for j in 0..S {
+                let row = format!("wg.y * {}u + {}u + lane", S * r_n, S * r);
+                let col = format!("wg.x * {}u + {}u", S * t_n, S * t + j);
+                let store = if four {
+                    format!("store4(c_base, {row}, ({col}) * 4u")
+                } else {
+                    format!("store1(c_base, {row}, {col}")
+                };
+                writeln!(o, "    {store}, c{r}_{t}_{j});").unwrap();
+            }
+        }
+    }
+    o.push_str("}\n");
+}
+
 /// `nn`: A [M, K] with K contiguous, B [K, N] with N contiguous (N % 4 == 0). Lane-owned rows
 /// `wg.y * 8R + 8r + lane`; B's vec4 column groups `wg.x * 8T + 8t + j`.
 fn nn(o: &mut String, r_n: usize, t_n: usize) {
@@ -86,17 +124,7 @@ fn nn(o: &mut String, r_n: usize, t_n: usize) {
         )
         .unwrap();
     }
-    for t in 0..t_n {
-        writeln!(o, "    let bc{t} = z * p.b_bs / 4u + min(wg.x * {}u + {}u + lane, n4 - 1u);", S * t_n, S * t)
-            .unwrap();
-    }
-    for r in 0..r_n {
-        for t in 0..t_n {
-            for j in 0..S {
-                writeln!(o, "    var c{r}_{t}_{j} = vec4<f32>(0.0);").unwrap();
-            }
-        }
-    }
+    columns_and_accumulators(o, r_n, t_n);
     o.push_str("    for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {\n        let kr = k4 * 4u * rs4;\n");
     for t in 0..t_n {
         for q in 0..4 {
@@ -122,23 +150,7 @@ fn nn(o: &mut String, r_n: usize, t_n: usize) {
             }
         }
     }
-    o.push_str("    }\n    let c_base = z * p.c_bs;\n");
-    for r in 0..r_n {
-        for t in 0..t_n {
-            for j in 0..S {
-                writeln!(
-                    o,
-                    "    store4(c_base, wg.y * {}u + {}u + lane, (wg.x * {}u + {}u) * 4u, c{r}_{t}_{j});",
-                    S * r_n,
-                    S * r,
-                    S * t_n,
-                    S * t + j
-                )
-                .unwrap();
-            }
-        }
-    }
-    o.push_str("}\n");
+    store_rows(o, r_n, t_n, true);
 }
 
 /// `nt`: A [M, K] with K contiguous, B read transposed from [N, K] (K contiguous): each lane
@@ -187,23 +199,7 @@ fn nt(o: &mut String, r_n: usize, t_n: usize) {
             }
         }
     }
-    o.push_str("    }\n    let c_base = z * p.c_bs;\n");
-    for r in 0..r_n {
-        for t in 0..t_n {
-            for j in 0..S {
-                writeln!(
-                    o,
-                    "    store1(c_base, wg.y * {}u + {}u + lane, wg.x * {}u + {}u, c{r}_{t}_{j});",
-                    S * r_n,
-                    S * r,
-                    S * t_n,
-                    S * t + j
-                )
-                .unwrap();
-            }
-        }
-    }
-    o.push_str("}\n");
+    store_rows(o, r_n, t_n, false);
 }
 
 /// `tn`: A read transposed from [K, M] (M contiguous, M % 4 == 0), B [K, N] with N contiguous
@@ -313,17 +309,7 @@ fn nn1(o: &mut String, r_n: usize, t_n: usize) {
         writeln!(o, "    let ar{r} = z * p.a_bs + min(wg.y * {}u + {}u + lane, p.m - 1u) * p.a_rs;", S * r_n, S * r)
             .unwrap();
     }
-    for t in 0..t_n {
-        writeln!(o, "    let bc{t} = z * p.b_bs / 4u + min(wg.x * {}u + {}u + lane, n4 - 1u);", S * t_n, S * t)
-            .unwrap();
-    }
-    for r in 0..r_n {
-        for t in 0..t_n {
-            for j in 0..S {
-                writeln!(o, "    var c{r}_{t}_{j} = vec4<f32>(0.0);").unwrap();
-            }
-        }
-    }
+    columns_and_accumulators(o, r_n, t_n);
     o.push_str("    for (var k = 0u; k < p.k; k = k + 1u) {\n");
     for t in 0..t_n {
         writeln!(o, "        let l{t} = b[bc{t} + k * rs4];").unwrap();
@@ -339,23 +325,7 @@ fn nn1(o: &mut String, r_n: usize, t_n: usize) {
             }
         }
     }
-    o.push_str("    }\n    let c_base = z * p.c_bs;\n");
-    for r in 0..r_n {
-        for t in 0..t_n {
-            for j in 0..S {
-                writeln!(
-                    o,
-                    "    store4(c_base, wg.y * {}u + {}u + lane, (wg.x * {}u + {}u) * 4u, c{r}_{t}_{j});",
-                    S * r_n,
-                    S * r,
-                    S * t_n,
-                    S * t + j
-                )
-                .unwrap();
-            }
-        }
-    }
-    o.push_str("}\n");
+    store_rows(o, r_n, t_n, true);
 }
 
 /// `cols`: products with at most `m_n` rows (a weight gradient of a 10-row weight: M = 10):
