@@ -1,0 +1,209 @@
+//! The matmul launcher and its kernel choice: the subgroup kernels of `matmul_rows.wgsl` on
+//! software adapters, the vec4 tiles of `matmul_vec4.wgsl` and the scalar blocks of
+//! `matmul.wgsl` elsewhere.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::u32_of;
+use crate::context::GpuDevice;
+use crate::error::{DeviceError, DeviceResult};
+use crate::pool::GpuBuffer;
+use crate::shaders::Family;
+
+/// How `matmul` reads its operands: `C[z]` (m x n, contiguous) = `op(A[z])` (m x k) * `op(B[z])` (k x n).
+/// Strides are in elements; `*_rs`/`*_cs` step one row/column of op(X), `*_bs` one batch
+/// (0 broadcasts that operand over the batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulDesc {
+    /// Rows of C.
+    pub m: usize,
+    /// Columns of C.
+    pub n: usize,
+    /// The contracted dim.
+    pub k: usize,
+    /// Number of products.
+    pub batch: usize,
+    /// Row stride of op(A).
+    pub a_rs: usize,
+    /// Column stride of op(A).
+    pub a_cs: usize,
+    /// Batch stride of A.
+    pub a_bs: usize,
+    /// Row stride of op(B).
+    pub b_rs: usize,
+    /// Column stride of op(B).
+    pub b_cs: usize,
+    /// Batch stride of B.
+    pub b_bs: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    pad0: u32,
+    a_rs: u32,
+    a_cs: u32,
+    a_bs: u32,
+    pad1: u32,
+    b_rs: u32,
+    b_cs: u32,
+    b_bs: u32,
+    pad2: u32,
+    c_bs: u32,
+    pad3: [u32; 3],
+}
+
+/// Batched matmul; see [`MatmulDesc`].
+pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> DeviceResult<GpuBuffer> {
+    let out_len = d.batch * d.m * d.n;
+    let out = dev.alloc(out_len as u64 * 4, "matmul")?;
+    if out_len == 0 {
+        return Ok(out);
+    }
+    if d.k == 0 {
+        // An empty contraction is a zero matrix.
+        let zeros = dev.upload(&vec![0u8; out_len * 4], "matmul")?;
+        return Ok(zeros);
+    }
+    let u = |v| u32_of("matmul", v);
+    let params = MatmulParams {
+        m: u(d.m)?,
+        n: u(d.n)?,
+        k: u(d.k)?,
+        pad0: 0,
+        a_rs: u(d.a_rs)?,
+        a_cs: u(d.a_cs)?,
+        a_bs: u(d.a_bs)?,
+        pad1: 0,
+        b_rs: u(d.b_rs)?,
+        b_cs: u(d.b_cs)?,
+        b_bs: u(d.b_bs)?,
+        pad2: 0,
+        c_bs: u(d.m * d.n)?,
+        pad3: [0; 3],
+    };
+    let v = matmul_variant(d, dev.row_matmul());
+    let pipe = dev.pipeline(v.family, v.entry, &[])?;
+    let max = dev.limits().max_compute_workgroups_per_dimension as usize;
+    let gx = d.n.div_ceil(v.cols);
+    let gy = d.m.div_ceil(v.rows);
+    if gx > max || gy > max || d.batch > max {
+        return Err(DeviceError::Launch {
+            op: "matmul",
+            msg: format!("grid {gx}x{gy}x{} exceeds {max} per dimension", d.batch),
+        });
+    }
+    dev.record(
+        &pipe,
+        &[a.raw(), b.raw(), out.raw()],
+        bytemuck::bytes_of(&params),
+        [gx as u32, gy as u32, d.batch as u32],
+    )?;
+    Ok(out)
+}
+
+/// A matmul kernel and the block of C each workgroup computes.
+struct MatmulVariant {
+    family: Family,
+    entry: &'static str,
+    /// Columns and rows of C per workgroup.
+    cols: usize,
+    rows: usize,
+}
+
+impl MatmulVariant {
+    fn new(family: Family, entry: &'static str, cols: usize, rows: usize) -> Self {
+        MatmulVariant { family, entry, cols, rows }
+    }
+}
+
+/// Picks the kernel for a product. On a software adapter with subgroups (`rows`), the subgroup
+/// kernels of `matmul_rows.wgsl` whenever the layout allows; elsewhere vec4 loads when the
+/// contracted dim is contiguous and 4-aligned, 16-row tiles once M can fill them, 8x8 blocks
+/// when the output is large enough to keep the grid busy, else 4x4 blocks.
+/// `KILN_MATMUL=tiles` skips the subgroup kernels and `KILN_MATMUL=scalar4|scalar8` forces a
+/// scalar kernel (for benchmarks and tests).
+fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
+    use Family::{Matmul, MatmulRows, MatmulVec4};
+    // Read once per process: this runs on every matmul launch.
+    static FORCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let force = FORCE.get_or_init(|| std::env::var("KILN_MATMUL").unwrap_or_default());
+    match force.as_str() {
+        "scalar4" => return MatmulVariant::new(Matmul, "matmul", 32, 32),
+        "scalar8" => return MatmulVariant::new(Matmul, "matmul8", 64, 64),
+        _ => {}
+    }
+    // A [M, K] with K contiguous; A read transposed from [K, M] with M contiguous.
+    let a4 = d.a_cs == 1 && d.k % 4 == 0 && d.a_rs % 4 == 0 && d.a_bs % 4 == 0;
+    let at4 = d.a_rs == 1 && d.m % 4 == 0 && d.a_cs % 4 == 0 && d.a_bs % 4 == 0;
+    // B [K, N] with N contiguous; B read transposed from [N, K] with K contiguous.
+    let b4 = d.b_cs == 1 && d.n % 4 == 0 && d.b_rs % 4 == 0 && d.b_bs % 4 == 0;
+    let bt4 = d.b_rs == 1 && d.k % 4 == 0 && d.b_cs % 4 == 0 && d.b_bs % 4 == 0;
+    if rows && force != "tiles" && d.m <= 16 && !a4 && b4 && d.n >= 64 {
+        // A thin product whose A cannot be read by vec4 (the weight gradient of a 10-row
+        // weight): lanes own columns and share A's few rows.
+        return MatmulVariant::new(MatmulRows, "cols_m16t2", 64, 16);
+    }
+    if rows && force != "tiles" && d.m >= 32 {
+        if a4 && b4 && d.n >= 16 {
+            // 64 columns per subgroup from 64 columns up (n=1024: 49 -> 60 GFLOP/s; the MLP's
+            // 256x512x512 product 53 -> 63, best of 6 blocks of 10).
+            return if d.n >= 64 {
+                MatmulVariant::new(MatmulRows, "nn_r8t2", 64, 64)
+            } else {
+                MatmulVariant::new(MatmulRows, "nn_r8t1", 32, 64)
+            };
+        }
+        if a4 && bt4 {
+            // 64 columns from 64 up (the MLP's x.W1^T 56 -> 64 GFLOP/s, h.W2^T 47 -> 61).
+            return if d.n >= 64 {
+                MatmulVariant::new(MatmulRows, "nt_r8t8", 64, 64)
+            } else if d.n > 16 {
+                MatmulVariant::new(MatmulRows, "nt_r8t4", 32, 64)
+            } else {
+                MatmulVariant::new(MatmulRows, "nt_r8t2", 16, 64)
+            };
+        }
+        if at4 && b4 && d.n >= 16 {
+            // 64 columns from 64 up (the MLP's weight gradients 53 -> 60 and 53 -> 64 GFLOP/s).
+            return if d.n >= 64 {
+                MatmulVariant::new(MatmulRows, "tn_r8t2", 64, 64)
+            } else {
+                MatmulVariant::new(MatmulRows, "tn_r8t1", 32, 64)
+            };
+        }
+        if b4 && d.n >= 64 {
+            // Any other A (a K such as 10): one value of K at a time, A by scalar loads.
+            return MatmulVariant::new(MatmulRows, "nn1_r8t2", 64, 64);
+        }
+    }
+    let big = d.m >= 32 && d.n >= 32;
+    // 16-row tiles once M can fill them.
+    let tall = d.m >= 64;
+    if big && a4 && b4 {
+        return if tall {
+            MatmulVariant::new(MatmulVec4, "nn16", 64, 128)
+        } else {
+            MatmulVariant::new(MatmulVec4, "nn", 64, 64)
+        };
+    }
+    if big && a4 && bt4 {
+        return if tall {
+            MatmulVariant::new(MatmulVec4, "nt16", 64, 128)
+        } else {
+            MatmulVariant::new(MatmulVec4, "nt", 64, 64)
+        };
+    }
+    // A transposed times B plain: the weight gradient.
+    if big && at4 && b4 {
+        return MatmulVariant::new(MatmulVec4, "tn", 64, 64);
+    }
+    if d.m >= 64 && d.n >= 64 {
+        MatmulVariant::new(Matmul, "matmul8", 64, 64)
+    } else {
+        MatmulVariant::new(Matmul, "matmul", 32, 32)
+    }
+}
