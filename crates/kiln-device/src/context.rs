@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     pub(crate) error: Arc<Mutex<Option<String>>>,
     /// Dispatches recorded since the device was opened.
     pub(crate) dispatched: AtomicU64,
+    /// Whether subgroup matmuls take the elementwise ops that follow (see `epilogue.rs`).
+    pub(crate) epilogues: std::sync::atomic::AtomicBool,
 }
 
 /// One wgpu device and queue, with kiln's buffer pool, pipeline cache and command batching.
@@ -318,6 +320,7 @@ impl GpuDevice {
                 dummies,
                 error,
                 dispatched: AtomicU64::new(0),
+                epilogues: std::sync::atomic::AtomicBool::new(crate::fuse::epilogues_default()),
             }),
         }
     }
@@ -357,6 +360,21 @@ impl GpuDevice {
     /// The wgpu queue.
     pub fn wgpu_queue(&self) -> &wgpu::Queue {
         &self.inner.queue
+    }
+
+    /// Whether the elementwise ops that follow a matmul run inside the matmul's kernel (a bias
+    /// add, a ReLU, a gradient's ReLU mask: one dispatch and one pass over the product less).
+    /// Applies to the subgroup kernels of software adapters ([`GpuDevice::row_matmul`]). Off by
+    /// default, or on with `KILN_FUSE=all`: on llvmpipe the saving is within noise (the MLP step
+    /// 20-28 ms either way) while each chain shape compiles a copy of its matmul kernel (the
+    /// digits example on a cold shader cache: 7.8 s -> 14 s). See PERFORMANCE.md.
+    pub fn set_matmul_epilogues(&self, on: bool) {
+        self.inner.epilogues.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether matmul epilogues are on (see [`GpuDevice::set_matmul_epilogues`]).
+    pub fn matmul_epilogues(&self) -> bool {
+        self.inner.epilogues.load(Ordering::Relaxed)
     }
 
     /// Buffer pool counters.
@@ -424,14 +442,14 @@ impl GpuDevice {
     pub(crate) fn generated_pipeline(
         &self,
         key: &[u32],
-        source: impl FnOnce() -> String,
+        source: impl FnOnce() -> DeviceResult<String>,
         entry: &'static str,
         storage: u32,
     ) -> DeviceResult<Arc<PipelineEntry>> {
         if let Some(p) = self.inner.generated.lock().unwrap().get(key) {
             return Ok(p.clone());
         }
-        let source = source();
+        let source = source()?;
         let dev = &self.inner.device;
         let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {

@@ -19,7 +19,8 @@
 //!
 //! Why it pays: on a software adapter each dispatch costs a thread hand-off of 10-50 us whatever
 //! it computes; on a real GPU each costs a launch and a round trip of every intermediate through
-//! memory. `KILN_FUSE=0` (read once per process) turns fusion off.
+//! memory. `KILN_FUSE=0` (read once per process) turns fusion off; `KILN_FUSE=all` also runs the
+//! ops that follow a matmul in the matmul's kernel (`epilogue.rs`, off by default).
 
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -27,6 +28,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::batch::Pending;
 use crate::context::{GpuDevice, PipelineEntry};
+use crate::epilogue::{Head, HeadKernel};
 use crate::error::DeviceResult;
 use crate::kernels::{BinaryOp, UnaryOp, grid_threads};
 use crate::pool::GpuBuffer;
@@ -79,10 +81,20 @@ fn ops_prelude(names: &[&str]) -> String {
     out.concat()
 }
 
+/// The `KILN_FUSE` setting, read once per process.
+fn setting() -> &'static str {
+    static ON: OnceLock<String> = OnceLock::new();
+    ON.get_or_init(|| std::env::var("KILN_FUSE").unwrap_or_default())
+}
+
 /// Whether elementwise chains are fused: unless `KILN_FUSE=0`.
-fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("KILN_FUSE").map(|v| v != "0").unwrap_or(true))
+pub(crate) fn enabled() -> bool {
+    setting() != "0"
+}
+
+/// Whether a new device runs matmul epilogues (`epilogue.rs`): with `KILN_FUSE=all`.
+pub(crate) fn epilogues_default() -> bool {
+    setting() == "all"
 }
 
 /// How an operand's elements line up with the elements of the op's (contiguous) output, viewed
@@ -141,6 +153,9 @@ pub(crate) enum NodeOp {
     Unary(UnaryOp, f32),
     /// A binary op of two operands.
     Binary(BinaryOp),
+    /// The product of the chain's matmul head (see `epilogue.rs`), as the matmul kernel stored
+    /// it.
+    Head,
 }
 
 impl NodeOp {
@@ -149,6 +164,7 @@ impl NodeOp {
         match self {
             NodeOp::Unary(op, _) => op.wgsl_fn(),
             NodeOp::Binary(op) => op.wgsl_fn(),
+            NodeOp::Head => "",
         }
     }
 }
@@ -204,6 +220,8 @@ pub(crate) struct Chain {
     nodes: Vec<Node>,
     /// The first op's own launch, used when the chain closes with one op.
     first: LaunchFn,
+    /// The matmul whose product is op 0, when the chain runs as that matmul's epilogue.
+    pub(crate) head: Option<Head>,
 }
 
 /// The uniform of a fused kernel (mirrors `Params` in `fused.wgsl`).
@@ -232,7 +250,21 @@ impl Chain {
             inputs: Vec::new(),
             nodes: Vec::new(),
             first,
+            head: None,
         }
+    }
+
+    /// A chain whose op 0 is the product of the matmul `head`, written to `out` (`n` elements;
+    /// `four` when the matmul kernel stores by vec4).
+    pub(crate) fn with_head(head: Head, first: LaunchFn, n: usize, four: bool, out: &mut GpuBuffer) -> Chain {
+        let node = Node { op: NodeOp::Head, args: Vec::new(), out: out.raw().clone(), alive: out.mark() };
+        Chain { n, four, inputs: Vec::new(), nodes: vec![node], first, head: Some(head) }
+    }
+
+    /// Whether the chain reads `buf` (as an input, or as its matmul head's operand): a buffer
+    /// one of its ops must not write.
+    fn reads(&self, buf: &wgpu::Buffer) -> bool {
+        self.inputs.iter().any(|x| x.buf == *buf) || self.head.as_ref().is_some_and(|h| h.a == *buf || h.b == *buf)
     }
 
     /// The op whose output `buf` is, if it is one of this chain's.
@@ -245,6 +277,10 @@ impl Chain {
     fn push(&mut self, f: &Fusable, out: &mut GpuBuffer, max_slots: usize) -> bool {
         if f.n != self.n || self.nodes.len() >= MAX_NODES || (self.four && !f.args.iter().all(|(_, ix)| ix.fits_four()))
         {
+            return false;
+        }
+        if self.head.is_some() && !f.args.iter().any(|(b, _)| self.node_of(b).is_some()) {
+            // A matmul's epilogue holds only what is computed from its product.
             return false;
         }
         let mut fresh: Vec<Input> = Vec::new();
@@ -273,7 +309,9 @@ impl Chain {
                 distinct.push(b);
             }
         }
-        if distinct.len() > max_slots {
+        // A matmul epilogue also binds A, B and the product's own buffer (at fixed slots).
+        let fixed = if self.head.is_some() { 3 } else { 0 };
+        if distinct.len() + fixed > max_slots {
             return false;
         }
         self.inputs.extend(fresh);
@@ -307,9 +345,15 @@ impl Chain {
         }
         // One binding per distinct buffer (an input read through two index maps is bound once).
         // Outputs never share a buffer with an input: see `GpuDevice::elementwise`.
-        let mut slots: Vec<wgpu::Buffer> = Vec::new();
-        let mut slot_of = |b: &wgpu::Buffer| match slots.iter().position(|s| s == b) {
-            Some(s) => s,
+        // A matmul epilogue binds A, B and the product first, as the matmul kernel does; other
+        // buffers get slots of their own even where they are A or B (bound twice).
+        let mut slots: Vec<wgpu::Buffer> = match &self.head {
+            Some(h) => vec![h.a.clone(), h.b.clone(), self.nodes[0].out.clone()],
+            None => Vec::new(),
+        };
+        let fixed = slots.len();
+        let mut slot_of = |b: &wgpu::Buffer| match slots.iter().skip(fixed).position(|s| s == b) {
+            Some(s) => fixed + s,
             None => {
                 slots.push(b.clone());
                 slots.len() - 1
@@ -317,7 +361,14 @@ impl Chain {
         };
         let threads = if self.four { self.n / 4 } else { self.n };
         let mut params = FusedParams { n: threads as u32, ..FusedParams::zeroed() };
-        let mut plan = Plan { four: self.four, slots: 0, loads: Vec::new(), ops: Vec::new(), stores: Vec::new() };
+        let mut plan = Plan {
+            four: self.four,
+            head: self.head.as_ref().map(|h| h.kernel),
+            slots: 0,
+            loads: Vec::new(),
+            ops: Vec::new(),
+            stores: Vec::new(),
+        };
         for (j, input) in self.inputs.iter().enumerate().filter(|(j, _)| used[*j]) {
             if let Index::Row(c) | Index::Col(c) = input.index {
                 params.cols[j] = if self.four { c / 4 } else { c };
@@ -330,7 +381,8 @@ impl Chain {
             }
             plan.ops.push((k, node.op, node.args.clone()));
         }
-        for (k, node) in self.nodes.iter().enumerate().filter(|(k, _)| live[*k]) {
+        // A matmul head's product is stored by the matmul itself.
+        for (k, node) in self.nodes.iter().enumerate().filter(|(k, _)| live[*k] && !(*k == 0 && fixed > 0)) {
             plan.stores.push((slot_of(&node.out), k));
         }
         plan.slots = slots.len();
@@ -339,11 +391,13 @@ impl Chain {
 }
 
 /// What a fused kernel computes, apart from the buffers it binds.
-struct Plan {
+pub(crate) struct Plan {
     /// Four elements per invocation.
-    four: bool,
+    pub(crate) four: bool,
+    /// The matmul kernel the chain runs at the end of, if any.
+    pub(crate) head: Option<HeadKernel>,
     /// Storage bindings (then the uniform).
-    slots: usize,
+    pub(crate) slots: usize,
     /// (input number, slot, index map) per input read; the input number picks its column count.
     loads: Vec<(usize, usize, Index)>,
     /// (op number, op, operands) per op computed; the op number picks its scalar.
@@ -357,6 +411,10 @@ impl Plan {
     /// travel in the uniform), as a cache key.
     fn key(&self) -> Vec<u32> {
         let mut key = vec![self.four as u32, self.slots as u32];
+        if let Some(h) = self.head {
+            key.extend([u32::MAX - 2, h.rows, h.cols]);
+            key.extend(h.entry.bytes().map(u32::from));
+        }
         for &(j, s, index) in &self.loads {
             let tag = match index {
                 Index::Full => 0,
@@ -374,6 +432,7 @@ impl Plan {
             let code = match *op {
                 NodeOp::Unary(op, _) => (1 << 8) | op as u32,
                 NodeOp::Binary(op) => (2 << 8) | op as u32,
+                NodeOp::Head => 3 << 8,
             };
             key.extend([u32::MAX, *k as u32, code]);
             key.extend(args.iter().map(val));
@@ -384,32 +443,56 @@ impl Plan {
         key
     }
 
-    /// The kernel's WGSL: `fused.wgsl` with its bindings and body filled in.
-    fn source(&self) -> String {
-        let ty = if self.four { "vec4<f32>" } else { "f32" };
-        let name = |v: &Val| match *v {
-            Val::Input(j) => format!("x{j}"),
-            Val::Node(k) => format!("v{k}"),
-        };
+    /// The element type of the kernel's arrays.
+    pub(crate) fn ty(&self) -> &'static str {
+        if self.four { "vec4<f32>" } else { "f32" }
+    }
+
+    /// The kernel's WGSL: `fused.wgsl` with its bindings and body filled in, or for a matmul
+    /// epilogue the matmul kernel with the chain in its stores (`epilogue.rs`).
+    fn source(&self) -> DeviceResult<String> {
+        if let Some(h) = self.head {
+            return crate::epilogue::source(self, h);
+        }
+        let ty = self.ty();
         let mut bindings: Vec<String> = (0..self.slots)
             .map(|s| format!("@group(0) @binding({s}) var<storage, read_write> s{s}: array<{ty}>;"))
             .collect();
         bindings.push(format!("@group(0) @binding({}) var<uniform> p: Params;", self.slots));
+        let body = self.body(&|s| format!("s{s}"), "    ");
+        Ok(self.prelude()
+            + &TEMPLATE.replacen("//@BINDINGS\n", &(bindings.join("\n") + "\n"), 1).replacen(
+                "//@BODY\n",
+                &(body.join("\n") + "\n"),
+                1,
+            ))
+    }
+
+    /// The chain's lines for element (or vec4) `i`, each indented by `indent`: the loads of its
+    /// inputs (slot s is the array `slot(s)`), one `let` per op (a matmul head's value is `v`),
+    /// and the stores of the live results.
+    pub(crate) fn body(&self, slot: &dyn Fn(usize) -> String, indent: &str) -> Vec<String> {
+        let ty = self.ty();
+        let name = |v: &Val| match *v {
+            Val::Input(j) => format!("x{j}"),
+            Val::Node(k) => format!("v{k}"),
+        };
         let mut body: Vec<String> = Vec::new();
         for &(j, s, index) in &self.loads {
             let cols = format!("p.cols[{}][{}]", j / 4, j % 4);
+            let s = slot(s);
             let load = match (index, self.four) {
-                (Index::Full, _) => format!("s{s}[i]"),
-                (Index::Row(_), _) => format!("s{s}[i % {cols}]"),
-                (Index::Col(_), false) => format!("s{s}[i / {cols}]"),
-                (Index::Col(_), true) => format!("vec4<f32>(s{s}[(i / {cols}) / 4u][(i / {cols}) % 4u])"),
-                (Index::Scalar, false) => format!("s{s}[0]"),
-                (Index::Scalar, true) => format!("vec4<f32>(s{s}[0].x)"),
+                (Index::Full, _) => format!("{s}[i]"),
+                (Index::Row(_), _) => format!("{s}[i % {cols}]"),
+                (Index::Col(_), false) => format!("{s}[i / {cols}]"),
+                (Index::Col(_), true) => format!("vec4<f32>({s}[(i / {cols}) / 4u][(i / {cols}) % 4u])"),
+                (Index::Scalar, false) => format!("{s}[0]"),
+                (Index::Scalar, true) => format!("vec4<f32>({s}[0].x)"),
             };
-            body.push(format!("    let x{j} = {load};"));
+            body.push(format!("{indent}let x{j} = {load};"));
         }
         // The op's function, or for four elements its four-lane wrapper (`<f>_4`, defined once
-        // in the prelude below: one call per op keeps long chains quick to compile).
+        // in the prelude: one call per op keeps long chains quick to compile).
         let suffix = if self.four { "_4" } else { "" };
         for (k, op, args) in &self.ops {
             let f = op.wgsl_fn();
@@ -419,13 +502,20 @@ impl Plan {
                     format!("{f}{suffix}({x}, p.alpha[{}][{}])", k / 4, k % 4)
                 }
                 NodeOp::Binary(_) => format!("{f}{suffix}({}, {})", name(&args[0]), name(&args[1])),
+                NodeOp::Head => "v".to_string(),
             };
-            body.push(format!("    let v{k} = {expr};"));
+            body.push(format!("{indent}let v{k} = {expr};"));
         }
         for &(s, k) in &self.stores {
-            body.push(format!("    s{s}[i] = v{k};"));
+            body.push(format!("{indent}{}[i] = v{k};", slot(s)));
         }
-        let mut used: Vec<&str> = self.ops.iter().map(|(_, op, _)| op.wgsl_fn()).collect();
+        body
+    }
+
+    /// The `ops.wgsl` functions the chain calls, with their helpers, and for four elements per
+    /// invocation their four-lane wrappers.
+    pub(crate) fn prelude(&self) -> String {
+        let mut used: Vec<&str> = self.ops.iter().map(|(_, op, _)| op.wgsl_fn()).filter(|f| !f.is_empty()).collect();
         used.sort();
         used.dedup();
         let mut prelude = ops_prelude(&used);
@@ -444,11 +534,6 @@ impl Plan {
             }
         }
         prelude
-            + &TEMPLATE.replacen("//@BINDINGS\n", &(bindings.join("\n") + "\n"), 1).replacen(
-                "//@BODY\n",
-                &(body.join("\n") + "\n"),
-                1,
-            )
     }
 }
 
@@ -468,7 +553,7 @@ impl GpuDevice {
         };
         let max_slots = (self.limits().max_storage_buffers_per_shader_stage as usize).min(MAX_SLOTS);
         if let Some(chain) = p.chain.as_ref()
-            && chain.inputs.iter().any(|x| x.buf == *out.raw())
+            && chain.reads(out.raw())
         {
             // The pool handed back the buffer of an input the chain has not read yet (its
             // tensor was dropped): take another, so that a chain's kernel never writes a buffer
@@ -492,7 +577,7 @@ impl GpuDevice {
     }
 
     /// Records an op's own launch (the batch locked, any open chain closed).
-    fn record_launch(&self, p: &mut Pending, l: Launch) -> DeviceResult<()> {
+    pub(crate) fn record_launch(&self, p: &mut Pending, l: Launch) -> DeviceResult<()> {
         let bufs: Vec<&wgpu::Buffer> = l.bufs.iter().collect();
         self.record_locked(p, &l.pipe, &bufs, &l.params, l.groups)
     }
@@ -504,7 +589,8 @@ impl GpuDevice {
             return Ok(());
         };
         let live: Vec<bool> = chain.nodes.iter().map(|n| n.alive.strong_count() > 0).collect();
-        if chain.nodes.len() == 1 {
+        // One op, or a matmul whose epilogue results are all dropped: the op's own kernel.
+        if chain.nodes.len() == 1 || (chain.head.is_some() && !live[1..].contains(&true)) {
             if !live[0] {
                 return Ok(());
             }
@@ -514,8 +600,16 @@ impl GpuDevice {
         let Some(k) = chain.kernel(&live) else {
             return Ok(());
         };
-        let pipe = self.generated_pipeline(&k.plan.key(), || k.plan.source(), "fused", k.slots.len() as u32)?;
         let bufs: Vec<&wgpu::Buffer> = k.slots.iter().collect();
+        if let Some(h) = &chain.head {
+            // The matmul's uniform, then the chain's column counts and scalars.
+            let mut params = h.params.clone();
+            params.extend_from_slice(&bytemuck::bytes_of(&k.params)[16..]);
+            let pipe =
+                self.generated_pipeline(&k.plan.key(), || k.plan.source(), h.kernel.entry, k.slots.len() as u32)?;
+            return self.record_locked(p, &pipe, &bufs, &params, h.groups);
+        }
+        let pipe = self.generated_pipeline(&k.plan.key(), || k.plan.source(), "fused", k.slots.len() as u32)?;
         self.record_locked(p, &pipe, &bufs, bytemuck::bytes_of(&k.params), grid_threads(self, k.threads)?)
     }
 }
@@ -548,6 +642,7 @@ mod tests {
             for four in [false, true] {
                 let plan = Plan {
                     four,
+                    head: None,
                     slots: 7,
                     loads: vec![
                         (0, 0, Index::Full),
@@ -559,7 +654,7 @@ mod tests {
                     ops: ops.clone(),
                     stores: vec![(5, last - 1), (6, last)],
                 };
-                let src = plan.source();
+                let src = plan.source().unwrap();
                 let module =
                     naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
                 naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
@@ -568,6 +663,64 @@ mod tests {
                 assert!(src.contains("fn fused(") && !src.contains("//@"), "{src}");
             }
         }
+    }
+
+    /// Matmul epilogues parse and validate for every kernel of matmul_rows.wgsl, in both
+    /// widths, with every kind of input.
+    #[test]
+    fn epilogue_kernels_validate() {
+        let ops = vec![
+            (0, NodeOp::Head, vec![]),
+            (1, NodeOp::Binary(BinaryOp::Add), vec![Val::Node(0), Val::Input(0)]),
+            (2, NodeOp::Unary(UnaryOp::Relu, 0.0), vec![Val::Node(1)]),
+            (3, NodeOp::Binary(BinaryOp::ReluBackward), vec![Val::Node(2), Val::Input(1)]),
+            (4, NodeOp::Binary(BinaryOp::Mul), vec![Val::Node(3), Val::Input(2)]),
+            (5, NodeOp::Binary(BinaryOp::Sub), vec![Val::Node(4), Val::Input(3)]),
+        ];
+        let kernels = [
+            ("nn_r8t1", 64, 32),
+            ("nn_r8t2", 64, 64),
+            ("nt_r8t2", 64, 16),
+            ("nt_r8t4", 64, 32),
+            ("nt_r8t8", 64, 64),
+            ("tn_r8t1", 64, 32),
+            ("tn_r8t2", 64, 64),
+            ("nn1_r8t2", 64, 64),
+            ("cols_m16t2", 16, 64),
+        ];
+        let heads = kernels.map(|(entry, rows, cols)| HeadKernel { entry, rows, cols });
+        for h in heads {
+            for four in [false, true] {
+                let plan = Plan {
+                    four,
+                    head: Some(h),
+                    slots: 9,
+                    loads: vec![
+                        (0, 3, Index::Row(8)),
+                        (1, 4, Index::Full),
+                        (2, 5, Index::Col(8)),
+                        (3, 6, Index::Scalar),
+                    ],
+                    ops: ops.clone(),
+                    stores: vec![(7, 5), (8, 2)],
+                };
+                let src = plan.source().unwrap();
+                let module =
+                    naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+                    .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                    .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("{h:?}: {}", e.emit_to_string(&src)));
+                assert_eq!(src.matches(&format!("fn {}(", h.entry)).count(), 1);
+                assert_eq!(src.matches("let v0 = v;").count(), 1, "the chain once, after the stores");
+            }
+        }
+        let keys: Vec<Vec<u32>> = heads
+            .iter()
+            .map(|&h| Plan { four: false, head: Some(h), slots: 3, loads: vec![], ops: vec![], stores: vec![] }.key())
+            .collect();
+        assert!(keys.iter().enumerate().all(|(i, k)| !keys[..i].contains(k)), "one cache key per kernel");
     }
 
     /// Each op's function is defined in ops.wgsl and is what the switch of the family kernels

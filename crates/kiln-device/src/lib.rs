@@ -15,6 +15,7 @@
 
 mod batch;
 mod context;
+mod epilogue;
 mod error;
 mod fuse;
 pub mod kernels;

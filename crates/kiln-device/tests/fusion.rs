@@ -3,51 +3,11 @@
 //! overwritten in place or more numerous than a kernel's bindings. Values are checked against
 //! f64 arithmetic on the host. Skipped without an adapter unless KILN_REQUIRE_GPU=1.
 
+mod common;
+
+use common::{add, close, f32s, private_device, ramp, upload};
+use kiln_device::GpuBuffer;
 use kiln_device::kernels::{self, BinaryOp, UnaryOp};
-use kiln_device::{GpuBuffer, GpuDevice, wgpu};
-
-/// A device of its own (not the process-wide one other tests share), so that its dispatch
-/// counter counts only this test's work.
-fn private_device() -> Option<GpuDevice> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
-    let adapter = pollster::block_on(instance.request_adapter(&Default::default()));
-    let adapter = match adapter {
-        Ok(a) => a,
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() != Ok("1") => {
-            eprintln!("skipping: {e}");
-            return None;
-        }
-        Err(e) => panic!("KILN_REQUIRE_GPU=1 but {e}"),
-    };
-    let (device, queue) = pollster::block_on(
-        adapter.request_device(&wgpu::DeviceDescriptor { required_limits: adapter.limits(), ..Default::default() }),
-    )
-    .unwrap();
-    Some(GpuDevice::from_wgpu(device, queue))
-}
-
-fn upload(d: &GpuDevice, v: &[f32]) -> GpuBuffer {
-    d.upload(bytemuck::cast_slice(v), "test").unwrap()
-}
-
-fn f32s(d: &GpuDevice, b: &GpuBuffer, n: usize) -> Vec<f32> {
-    bytemuck::cast_slice(&d.read(b, n as u64 * 4).unwrap()).to_vec()
-}
-
-fn add(d: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, n: usize) -> GpuBuffer {
-    kernels::binary(d, BinaryOp::Add, a, b, &[n], &[1], &[1]).unwrap()
-}
-
-fn close(got: &[f32], want: &[f64], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((*g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0), "{what}: element {i}: got {g}, want {w}");
-    }
-}
-
-fn ramp(n: usize, scale: f32) -> Vec<f32> {
-    (0..n).map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * scale).collect()
-}
 
 #[test]
 fn chains_take_one_dispatch_per_kernel_and_dropped_results_none() {

@@ -6,7 +6,9 @@ use bytemuck::{Pod, Zeroable};
 
 use super::u32_of;
 use crate::context::GpuDevice;
+use crate::epilogue::{Head, HeadKernel};
 use crate::error::{DeviceError, DeviceResult};
+use crate::fuse::Launch;
 use crate::pool::GpuBuffer;
 use crate::shaders::Family;
 
@@ -59,7 +61,7 @@ struct MatmulParams {
 /// Batched matmul; see [`MatmulDesc`].
 pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> DeviceResult<GpuBuffer> {
     let out_len = d.batch * d.m * d.n;
-    let out = dev.alloc(out_len as u64 * 4, "matmul")?;
+    let mut out = dev.alloc(out_len as u64 * 4, "matmul")?;
     if out_len == 0 {
         return Ok(out);
     }
@@ -86,7 +88,6 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
         pad3: [0; 3],
     };
     let v = matmul_variant(d, dev.row_matmul());
-    let pipe = dev.pipeline(v.family, v.entry, &[])?;
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
     let gx = d.n.div_ceil(v.cols);
     let gy = d.m.div_ceil(v.rows);
@@ -96,12 +97,23 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
             msg: format!("grid {gx}x{gy}x{} exceeds {max} per dimension", d.batch),
         });
     }
-    dev.record(
-        &pipe,
-        &[a.raw(), b.raw(), out.raw()],
-        bytemuck::bytes_of(&params),
-        [gx as u32, gy as u32, d.batch as u32],
-    )?;
+    let groups = [gx as u32, gy as u32, d.batch as u32];
+    let params = bytemuck::bytes_of(&params).to_vec();
+    let (ra, rb) = (a.raw().clone(), b.raw().clone());
+    // The subgroup kernels can take the elementwise ops that follow into their stores.
+    let head = (v.family == Family::MatmulRows).then(|| Head {
+        kernel: HeadKernel { entry: v.entry, rows: v.rows as u32, cols: v.cols as u32 },
+        a: ra.clone(),
+        b: rb.clone(),
+        params: params.clone(),
+        groups,
+    });
+    let (family, entry) = (v.family, v.entry);
+    let launch = Box::new(move |dev: &GpuDevice, out: wgpu::Buffer| {
+        let pipe = dev.pipeline(family, entry, &[])?;
+        Ok(Launch { pipe, bufs: vec![ra, rb, out], params, groups })
+    });
+    dev.matmul_launch(launch, head, out_len, &mut out)?;
     Ok(out)
 }
 
@@ -124,8 +136,9 @@ impl MatmulVariant {
 /// kernels of `matmul_rows.wgsl` whenever the layout allows; elsewhere vec4 loads when the
 /// contracted dim is contiguous and 4-aligned, 16-row tiles once M can fill them, 8x8 blocks
 /// when the output is large enough to keep the grid busy, else 4x4 blocks.
-/// `KILN_MATMUL=tiles` skips the subgroup kernels and `KILN_MATMUL=scalar4|scalar8` forces a
-/// scalar kernel (for benchmarks and tests).
+/// `KILN_MATMUL=tiles` skips the subgroup kernels, `KILN_MATMUL=nn32` keeps `nn` products at 32
+/// columns per subgroup, and `KILN_MATMUL=scalar4|scalar8` forces a scalar kernel (for
+/// benchmarks and tests).
 fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
     use Family::{Matmul, MatmulRows, MatmulVec4};
     // Read once per process: this runs on every matmul launch.
@@ -151,7 +164,7 @@ fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
         if a4 && b4 && d.n >= 16 {
             // 64 columns per subgroup from 64 columns up (n=1024: 49 -> 60 GFLOP/s; the MLP's
             // 256x512x512 product 53 -> 63, best of 6 blocks of 10).
-            return if d.n >= 64 {
+            return if d.n >= 64 && force != "nn32" {
                 MatmulVariant::new(MatmulRows, "nn_r8t2", 64, 64)
             } else {
                 MatmulVariant::new(MatmulRows, "nn_r8t1", 32, 64)
