@@ -64,7 +64,7 @@ pub(crate) struct Inner {
     pub(crate) summary: AdapterSummary,
     pub(crate) limits: wgpu::Limits,
     /// Whether the subgroup matmul kernels (`matmul_rows.wgsl`) apply: a software adapter with
-    /// subgroups of at least 8 lanes, opened with the SUBGROUP feature.
+    /// subgroups of at least 8 lanes, opened with the SUBGROUP and SHADER_INT64 features.
     pub(crate) row_matmul: bool,
     pub(crate) pool: Arc<PoolInner>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<PipelineEntry>>>,
@@ -107,6 +107,10 @@ impl std::fmt::Debug for GpuDevice {
 
 /// Size of the per-batch uniform arena. With 256-byte slots this is 512 dispatches per batch.
 pub(crate) const ARENA_BYTES: u64 = 128 * 1024;
+
+/// The features the subgroup matmul kernels (`matmul_rows.wgsl`) need: subgroups, and 64-bit
+/// integers for their wide loads.
+pub(crate) const ROW_MATMUL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP.union(wgpu::Features::SHADER_INT64);
 
 fn make_instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
@@ -247,8 +251,9 @@ impl GpuDevice {
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
-            // Subgroups, where the adapter has them, for the software adapter's matmul kernels.
-            required_features: adapter.features() & wgpu::Features::SUBGROUP,
+            // Subgroups and 64-bit integers, where the adapter has them, for the software
+            // adapter's matmul kernels.
+            required_features: adapter.features() & ROW_MATMUL_FEATURES,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -284,7 +289,7 @@ impl GpuDevice {
         }));
         let limits = device.limits();
         let info = device.adapter_info();
-        let row_matmul = device.features().contains(wgpu::Features::SUBGROUP)
+        let row_matmul = device.features().contains(ROW_MATMUL_FEATURES)
             && info.subgroup_min_size >= 8
             && info.device_type == wgpu::DeviceType::Cpu;
         let uniform_align = (limits.min_uniform_buffer_offset_alignment as u64).max(256);

@@ -74,13 +74,12 @@ pub(crate) fn source(plan: &Plan, h: HeadKernel) -> DeviceResult<String> {
     let end = start + ROWS[start..].find("\n}\n").ok_or_else(missing)?;
     let params =
         format!("{}\n    cols: array<vec4<u32>, 4>,\n    alpha: array<vec4<f32>, 8>,\n}}\n", &ROWS[start..end]);
-    // The file's store functions and the views they write (c, c4 at binding 2).
-    let stores =
-        &ROWS[ROWS.find("\nfn store1(").ok_or_else(missing)? + 1..ROWS.find("\n@compute").ok_or_else(missing)?];
+    // The file's functions: the unpacking of A and B (w4) and the stores (to c, c4 at binding 2).
+    let stores = &ROWS[ROWS.find("\nfn w4(").ok_or_else(missing)? + 1..ROWS.find("\n@compute").ok_or_else(missing)?];
     let ty = plan.ty();
     let mut out = plan.prelude() + &params;
-    out.push_str("@group(0) @binding(0) var<storage, read_write> a: array<vec4<f32>>;\n");
-    out.push_str("@group(0) @binding(1) var<storage, read_write> b: array<vec4<f32>>;\n");
+    out.push_str("@group(0) @binding(0) var<storage, read_write> a: array<vec2<u64>>;\n");
+    out.push_str("@group(0) @binding(1) var<storage, read_write> b: array<vec2<u64>>;\n");
     out.push_str("@group(0) @binding(0) var<storage, read_write> a_s: array<f32>;\n");
     out.push_str("@group(0) @binding(2) var<storage, read_write> c: array<f32>;\n");
     out.push_str("@group(0) @binding(2) var<storage, read_write> c4: array<vec4<f32>>;\n");

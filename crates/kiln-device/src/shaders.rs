@@ -111,8 +111,10 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));
             // Subgroup operations are allowed: the device requests them where the adapter has them,
             // and only `matmul_rows.wgsl` uses them (selected only on such devices).
-            let mut v =
-                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SUBGROUP);
+            let mut v = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::SUBGROUP | naga::valid::Capabilities::SHADER_INT64,
+            );
             v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
                 .subgroup_operations(naga::valid::SubgroupOperationSet::all());
             v.validate(&module).unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));

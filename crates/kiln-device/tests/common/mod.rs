@@ -19,9 +19,9 @@ pub fn private_device() -> Option<GpuDevice> {
         Err(e) => panic!("KILN_REQUIRE_GPU=1 but {e}"),
     };
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        // Subgroups where the adapter has them, as kiln's own device asks (the software
-        // adapter's matmul kernels need them).
-        required_features: adapter.features() & wgpu::Features::SUBGROUP,
+        // Subgroups and 64-bit integers where the adapter has them, as kiln's own device asks (the
+        // software adapter's matmul kernels need them).
+        required_features: adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64),
         required_limits: adapter.limits(),
         ..Default::default()
     }))
