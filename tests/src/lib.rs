@@ -152,7 +152,8 @@ pub fn check_matmul(dev: &Device, sa: &[usize], sb: &[usize], rtol: f64) {
 /// form (x^T @ g); `linear` (x @ w^T, w stored [N, K] and read transposed) runs `nt` forward.
 #[track_caller]
 pub fn matmul_kernel_cases(dev: &Device) {
-    // N < 64 takes the 32-column subgroup kernels, N >= 64 the 64-column ones: (40, 68, 72)
+    // N < 64 takes the 32-column subgroup kernels, N >= 64 the 64-column ones (32- or 64-row
+    // blocks: M = 33, 70, 130, 200 end inside both): (40, 68, 72)
     // reaches all three 64-column forms (x @ w, g @ w^T, x^T @ g) with edges past their tiles;
     // (520, 8, 516) a large product with edges past both tiles.
     for (m, k, n) in [(130, 36, 44), (70, 12, 20), (33, 64, 65), (200, 16, 36), (40, 68, 72), (520, 8, 516)] {

@@ -385,14 +385,19 @@ fn cols(o: &mut String, m_n: usize, t_n: usize) {
 /// The whole file: the variants `kiln-device`'s `matmul_variant` picks from.
 fn generate() -> String {
     let mut o = String::from(HEADER);
-    nn(&mut o, 8, 1);
-    nn(&mut o, 8, 2);
-    nt(&mut o, 8, 4);
-    nt(&mut o, 8, 2);
-    nt(&mut o, 8, 8);
-    tn(&mut o, 2, 1);
-    tn(&mut o, 2, 2);
-    nn1(&mut o, 8, 2);
+    // Four rows per lane (the defaults) and eight (KILN_MATMUL=r8).
+    for r in [4, 8] {
+        nn(&mut o, r, 1);
+        nn(&mut o, r, 2);
+        if r == 8 {
+            nt(&mut o, r, 2);
+        }
+        nt(&mut o, r, 4);
+        nt(&mut o, r, 8);
+        tn(&mut o, r / 4, 1);
+        tn(&mut o, r / 4, 2);
+        nn1(&mut o, r, 2);
+    }
     cols(&mut o, 16, 2);
     // Every vec4 load of A or B through w4 (see the header).
     let mut wide = String::with_capacity(o.len());

@@ -136,8 +136,8 @@ impl MatmulVariant {
 /// kernels of `matmul_rows.wgsl` whenever the layout allows; elsewhere vec4 loads when the
 /// contracted dim is contiguous and 4-aligned, 16-row tiles once M can fill them, 8x8 blocks
 /// when the output is large enough to keep the grid busy, else 4x4 blocks.
-/// `KILN_MATMUL=tiles` skips the subgroup kernels, `KILN_MATMUL=nn32` keeps `nn` products at 32
-/// columns per subgroup, and `KILN_MATMUL=scalar4|scalar8` forces a scalar kernel (for
+/// `KILN_MATMUL=tiles` skips the subgroup kernels, `KILN_MATMUL=r8` takes their 64-row blocks,
+/// `KILN_MATMUL=nn32` keeps `nn` products at 32 columns per subgroup, and `KILN_MATMUL=scalar4|scalar8` forces a scalar kernel (for
 /// benchmarks and tests).
 fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
     use Family::{Matmul, MatmulRows, MatmulVec4};
@@ -161,36 +161,44 @@ fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
         return MatmulVariant::new(MatmulRows, "cols_m16t2", 64, 16);
     }
     if rows && force != "tiles" && d.m >= 32 {
-        if a4 && b4 && d.n >= 16 {
-            // 64 columns per subgroup from 64 columns up (n=1024: 49 -> 60 GFLOP/s; the MLP's
-            // 256x512x512 product 53 -> 63, best of 6 blocks of 10).
-            return if d.n >= 64 && force != "nn32" {
-                MatmulVariant::new(MatmulRows, "nn_r8t2", 64, 64)
+        // Four rows per lane (32-row blocks); KILN_MATMUL=r8 takes the 64-row blocks of eight
+        // rows per lane instead. On the 2-core AMD EPYC of 2026-11-30 four rows won everywhere:
+        // n=1024 61-63 -> 76-79 GFLOP/s, the MLP's products 57-64 -> 73-86 (PERFORMANCE.md).
+        let r8 = force == "r8";
+        let pick = |four: &'static str, eight: &'static str, cols: usize| {
+            if r8 {
+                MatmulVariant::new(MatmulRows, eight, cols, 64)
             } else {
-                MatmulVariant::new(MatmulRows, "nn_r8t1", 32, 64)
+                MatmulVariant::new(MatmulRows, four, cols, 32)
+            }
+        };
+        if a4 && b4 && d.n >= 16 {
+            // 64 columns per subgroup from 64 columns up (n=1024 with 8 rows: 49 -> 60 GFLOP/s).
+            return if d.n >= 64 && force != "nn32" {
+                pick("nn_r4t2", "nn_r8t2", 64)
+            } else {
+                pick("nn_r4t1", "nn_r8t1", 32)
             };
         }
         if a4 && bt4 {
-            // 64 columns from 64 up (the MLP's x.W1^T 56 -> 64 GFLOP/s, h.W2^T 47 -> 61).
+            // 64 columns from 64 up (with 8 rows: the MLP's x.W1^T 56 -> 64 GFLOP/s).
             return if d.n >= 64 {
-                MatmulVariant::new(MatmulRows, "nt_r8t8", 64, 64)
+                pick("nt_r4t8", "nt_r8t8", 64)
             } else if d.n > 16 {
-                MatmulVariant::new(MatmulRows, "nt_r8t4", 32, 64)
+                pick("nt_r4t4", "nt_r8t4", 32)
             } else {
+                // Eight rows per lane here either way (the MLP's h.W3^T, 256x10x512: 19-23
+                // GFLOP/s against 15-21 with four).
                 MatmulVariant::new(MatmulRows, "nt_r8t2", 16, 64)
             };
         }
         if at4 && b4 && d.n >= 16 {
-            // 64 columns from 64 up (the MLP's weight gradients 53 -> 60 and 53 -> 64 GFLOP/s).
-            return if d.n >= 64 {
-                MatmulVariant::new(MatmulRows, "tn_r8t2", 64, 64)
-            } else {
-                MatmulVariant::new(MatmulRows, "tn_r8t1", 32, 64)
-            };
+            // 64 columns from 64 up (with 8 rows: the MLP's weight gradients 53 -> 60, 53 -> 64).
+            return if d.n >= 64 { pick("tn_r4t2", "tn_r8t2", 64) } else { pick("tn_r4t1", "tn_r8t1", 32) };
         }
         if b4 && d.n >= 64 {
             // Any other A (a K such as 10): one value of K at a time, A by scalar loads.
-            return MatmulVariant::new(MatmulRows, "nn1_r8t2", 64, 64);
+            return pick("nn1_r4t2", "nn1_r8t2", 64);
         }
     }
     let big = d.m >= 32 && d.n >= 32;
