@@ -82,6 +82,9 @@ pub(crate) struct Inner {
     pub(crate) error: Arc<Mutex<Option<String>>>,
     /// Dispatches recorded since the device was opened.
     pub(crate) dispatched: AtomicU64,
+    /// Whether vec4 storage arrays are accessed as `vec2<u64>` (`shaders::widen`): a software
+    /// adapter with SHADER_INT64.
+    pub(crate) wide: bool,
     /// Whether subgroup matmuls take the elementwise ops that follow (see `epilogue.rs`).
     pub(crate) epilogues: std::sync::atomic::AtomicBool,
 }
@@ -289,6 +292,9 @@ impl GpuDevice {
         }));
         let limits = device.limits();
         let info = device.adapter_info();
+        let wide = device.features().contains(wgpu::Features::SHADER_INT64)
+            && info.device_type == wgpu::DeviceType::Cpu
+            && std::env::var("KILN_WIDE").as_deref() != Ok("0");
         let row_matmul = device.features().contains(ROW_MATMUL_FEATURES)
             && info.subgroup_min_size >= 8
             && info.device_type == wgpu::DeviceType::Cpu;
@@ -326,6 +332,7 @@ impl GpuDevice {
                 error,
                 dispatched: AtomicU64::new(0),
                 epilogues: std::sync::atomic::AtomicBool::new(crate::fuse::epilogues_default()),
+                wide,
             }),
         }
     }
@@ -428,9 +435,18 @@ impl GpuDevice {
             modules
                 .entry(family)
                 .or_insert_with(|| {
+                    let source = match family {
+                        // The elementwise, reduction and optimizer kernels' vec4 arrays, read and
+                        // written as vec2<u64> on a software adapter (the matmul kernels are
+                        // written for their adapters already).
+                        Family::Unary | Family::Binary | Family::Reduce | Family::Optim if self.inner.wide => {
+                            crate::shaders::widen(family.source()).into()
+                        }
+                        _ => family.source().into(),
+                    };
                     self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(family.file()),
-                        source: wgpu::ShaderSource::Wgsl(family.source().into()),
+                        source: wgpu::ShaderSource::Wgsl(source),
                     })
                 })
                 .clone()

@@ -576,6 +576,12 @@ impl GpuDevice {
         self.record_launch(&mut p, (chain.first)(self, out.raw().clone())?)
     }
 
+    /// A generated kernel's source as this device compiles it (`shaders::widen` on a software
+    /// adapter with 64-bit integers).
+    fn widened(&self, source: DeviceResult<String>) -> DeviceResult<String> {
+        source.map(|s| if self.inner.wide { crate::shaders::widen(&s) } else { s })
+    }
+
     /// Records an op's own launch (the batch locked, any open chain closed).
     pub(crate) fn record_launch(&self, p: &mut Pending, l: Launch) -> DeviceResult<()> {
         let bufs: Vec<&wgpu::Buffer> = l.bufs.iter().collect();
@@ -605,11 +611,16 @@ impl GpuDevice {
             // The matmul's uniform, then the chain's column counts and scalars.
             let mut params = h.params.clone();
             params.extend_from_slice(&bytemuck::bytes_of(&k.params)[16..]);
-            let pipe =
-                self.generated_pipeline(&k.plan.key(), || k.plan.source(), h.kernel.entry, k.slots.len() as u32)?;
+            let pipe = self.generated_pipeline(
+                &k.plan.key(),
+                || self.widened(k.plan.source()),
+                h.kernel.entry,
+                k.slots.len() as u32,
+            )?;
             return self.record_locked(p, &pipe, &bufs, &params, h.groups);
         }
-        let pipe = self.generated_pipeline(&k.plan.key(), || k.plan.source(), "fused", k.slots.len() as u32)?;
+        let pipe =
+            self.generated_pipeline(&k.plan.key(), || self.widened(k.plan.source()), "fused", k.slots.len() as u32)?;
         self.record_locked(p, &pipe, &bufs, bytemuck::bytes_of(&k.params), grid_threads(self, k.threads)?)
     }
 }
@@ -661,6 +672,17 @@ mod tests {
                     .validate(&module)
                     .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
                 assert!(src.contains("fn fused(") && !src.contains("//@"), "{src}");
+                // As a software adapter compiles it (vec4 arrays as vec2<u64>).
+                let wide = crate::shaders::widen(&src);
+                let module =
+                    naga::front::wgsl::parse_str(&wide).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wide)));
+                naga::valid::Validator::new(
+                    naga::valid::ValidationFlags::all(),
+                    naga::valid::Capabilities::SHADER_INT64,
+                )
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wide)));
+                assert_eq!(wide.contains("pack4("), four, "{wide}");
             }
         }
     }
@@ -707,6 +729,14 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{h:?}: {}", e.emit_to_string(&src)));
                 assert_eq!(src.matches(&format!("fn {}(", h.entry)).count(), 1);
                 assert_eq!(src.matches("let v0 = v;").count(), 1, "the chain once, after the stores");
+                let wide = crate::shaders::widen(&src);
+                let module =
+                    naga::front::wgsl::parse_str(&wide).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wide)));
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+                    .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                    .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("widened {h:?}: {}", e.emit_to_string(&wide)));
             }
         }
         let keys: Vec<Vec<u32>> = heads
