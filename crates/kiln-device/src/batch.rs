@@ -5,7 +5,7 @@
 //! result is read back, on [`GpuDevice::synchronize`], or when the arena is full: at submit the
 //! arena is written with `queue.write_buffer`, which wgpu executes before the batch's command
 //! buffer, exactly when the batch needs it. The arena is never written while a batch that reads
-//! it is still unsubmitted. Elementwise ops may wait in an open chain (see `fuse.rs`); every
+//! it is still unsubmitted. Elementwise ops may wait in an open chain (see `fuse/`); every
 //! path below closes that chain first, so it is recorded in its place.
 
 use std::num::NonZeroU64;

@@ -457,7 +457,7 @@ impl GpuDevice {
         Ok(entry_arc)
     }
 
-    /// The cached pipeline of a generated kernel (see `fuse.rs`) whose structure is `key`: on
+    /// The cached pipeline of a generated kernel (see `fuse/`) whose structure is `key`: on
     /// a miss, `source()`'s entry point `entry` with `storage` read-write storage bindings and
     /// then the uniform.
     pub(crate) fn generated_pipeline(

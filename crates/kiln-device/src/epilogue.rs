@@ -3,7 +3,7 @@
 //! matmul kernel's stores instead of as a kernel of their own.
 //!
 //! [`crate::kernels::matmul`] hands a product computed by one of the subgroup kernels of
-//! `matmul_rows.wgsl` to [`GpuDevice::matmul_launch`], which opens a fusion chain (`fuse.rs`)
+//! `matmul_rows.wgsl` to [`GpuDevice::matmul_launch`], which opens a fusion chain (`fuse/`)
 //! whose op 0 is the product. Elementwise ops that read a result of that chain join it as they
 //! join any chain; ops that do not, close it. When the chain closes with ops beyond the product,
 //! it is recorded as one generated kernel: the matmul kernel's text, with a loop appended after

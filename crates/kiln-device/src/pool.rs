@@ -122,7 +122,7 @@ impl GpuBuffer {
         self.bucket
     }
 
-    /// Gives the buffer a liveness token and returns a weak handle to it (see `fuse.rs`).
+    /// Gives the buffer a liveness token and returns a weak handle to it (see `fuse/`).
     pub(crate) fn mark(&mut self) -> Weak<()> {
         Arc::downgrade(self.token.get_or_insert_with(|| Arc::new(())))
     }

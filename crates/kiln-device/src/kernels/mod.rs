@@ -236,7 +236,7 @@ struct UnaryParams {
 
 /// y = op(x) over `n` f32 elements.
 ///
-/// Like every elementwise launcher, this may join the open fused chain (see `fuse.rs`) instead
+/// Like every elementwise launcher, this may join the open fused chain (see `fuse/`) instead
 /// of recording its own dispatch.
 pub fn unary(dev: &GpuDevice, op: UnaryOp, alpha: f32, x: &GpuBuffer, n: usize) -> DeviceResult<GpuBuffer> {
     unary_or_fill(dev, op, alpha, Some(x), n)

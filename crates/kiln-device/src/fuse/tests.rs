@@ -1,0 +1,152 @@
+//! Unit tests of fusion: generated kernels validate, op functions match the family kernels,
+//! preludes hold their helpers, index maps from strides.
+
+use super::*;
+
+/// Generated kernels parse and validate with naga, in both widths, with every index map,
+/// every op and an op without operands (fill).
+#[test]
+fn generated_kernels_validate() {
+    // Every unary op then fill, and every binary op against each kind of input.
+    let mut unaries = Vec::new();
+    let mut prev = Val::Input(0);
+    for (k, op) in UnaryOp::ALL.into_iter().filter(|o| *o != UnaryOp::Fill).enumerate() {
+        unaries.push((k, NodeOp::Unary(op, 0.5), vec![prev]));
+        prev = Val::Node(k);
+    }
+    unaries.push((unaries.len(), NodeOp::Unary(UnaryOp::Fill, 2.0), vec![]));
+    let mut binaries = Vec::new();
+    prev = Val::Input(0);
+    for (k, op) in BinaryOp::ALL.into_iter().enumerate() {
+        binaries.push((k, NodeOp::Binary(op), vec![prev, Val::Input(1 + k % 4)]));
+        prev = Val::Node(k);
+    }
+    for ops in [unaries, binaries] {
+        assert!(ops.len() <= MAX_NODES);
+        let last = ops.len() - 1;
+        for four in [false, true] {
+            let plan = Plan {
+                four,
+                head: None,
+                slots: 7,
+                loads: vec![
+                    (0, 0, Index::Full),
+                    (1, 1, Index::Row(8)),
+                    (2, 2, Index::Col(8)),
+                    (3, 3, Index::Scalar),
+                    (4, 4, Index::Full),
+                ],
+                ops: ops.clone(),
+                stores: vec![(5, last - 1), (6, last)],
+            };
+            let src = plan.source().unwrap();
+            let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
+            assert!(src.contains("fn fused(") && !src.contains("//@"), "{src}");
+            // As a software adapter compiles it (vec4 arrays as vec2<u64>).
+            let wide = crate::shaders::widen(&src);
+            let module = naga::front::wgsl::parse_str(&wide).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wide)));
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SHADER_INT64)
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wide)));
+            assert_eq!(wide.contains("pack4("), four, "{wide}");
+        }
+    }
+}
+
+/// Matmul epilogues parse and validate for every kernel of matmul_rows.wgsl, in both
+/// widths, with every kind of input.
+#[test]
+fn epilogue_kernels_validate() {
+    let ops = vec![
+        (0, NodeOp::Head, vec![]),
+        (1, NodeOp::Binary(BinaryOp::Add), vec![Val::Node(0), Val::Input(0)]),
+        (2, NodeOp::Unary(UnaryOp::Relu, 0.0), vec![Val::Node(1)]),
+        (3, NodeOp::Binary(BinaryOp::ReluBackward), vec![Val::Node(2), Val::Input(1)]),
+        (4, NodeOp::Binary(BinaryOp::Mul), vec![Val::Node(3), Val::Input(2)]),
+        (5, NodeOp::Binary(BinaryOp::Sub), vec![Val::Node(4), Val::Input(3)]),
+    ];
+    // The block's size shapes only the loop's constants.
+    let heads: Vec<HeadKernel> = crate::epilogue::tests::kernel_names()
+        .into_iter()
+        .map(|entry| HeadKernel { entry, rows: 32, cols: 64 })
+        .collect();
+    for &h in &heads {
+        for four in [false, true] {
+            let plan = Plan {
+                four,
+                head: Some(h),
+                slots: 9,
+                loads: vec![(0, 3, Index::Row(8)), (1, 4, Index::Full), (2, 5, Index::Col(8)), (3, 6, Index::Scalar)],
+                ops: ops.clone(),
+                stores: vec![(7, 5), (8, 2)],
+            };
+            let src = plan.source().unwrap();
+            let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+                .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{h:?}: {}", e.emit_to_string(&src)));
+            assert_eq!(src.matches(&format!("fn {}(", h.entry)).count(), 1);
+            assert_eq!(src.matches("let v0 = v;").count(), 1, "the chain once, after the stores");
+            let wide = crate::shaders::widen(&src);
+            let module = naga::front::wgsl::parse_str(&wide).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wide)));
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+                .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("widened {h:?}: {}", e.emit_to_string(&wide)));
+        }
+    }
+    let keys: Vec<Vec<u32>> = heads
+        .iter()
+        .map(|&h| Plan { four: false, head: Some(h), slots: 3, loads: vec![], ops: vec![], stores: vec![] }.key())
+        .collect();
+    assert!(keys.iter().enumerate().all(|(i, k)| !keys[..i].contains(k)), "one cache key per kernel");
+}
+
+/// Each op's function is defined in ops.wgsl and is what the switch of the family kernels
+/// calls for the op's number, so fused and unfused launches compute the same thing.
+#[test]
+fn op_functions_match_the_switches() {
+    let ops = include_str!("../../../../shaders/ops.wgsl");
+    for op in UnaryOp::ALL {
+        let f = op.wgsl_fn();
+        assert!(ops.contains(&format!("fn {f}(v: f32, a: f32) -> f32")), "{op:?}");
+        assert!(ops.contains(&format!("case {}u: {{ return {f}(v, a); }}", op as u32)), "{op:?}");
+    }
+    for op in BinaryOp::ALL {
+        let f = op.wgsl_fn();
+        assert!(ops.contains(&format!("fn {f}(u: f32, v: f32) -> f32")), "{op:?}");
+        assert!(ops.contains(&format!("case {}u: {{ return {f}(u, v); }}", op as u32)), "{op:?}");
+    }
+}
+
+#[test]
+fn prelude_holds_the_functions_and_their_helpers() {
+    let p = ops_prelude(&["u_pow_scalar", "b_add", "u_tanh", "u_pow_scalar"]);
+    assert_eq!(p.matches("fn ").count(), 5, "{p}");
+    for f in ["fn powf(", "fn tanh_(", "fn u_pow_scalar(", "fn b_add(", "fn u_tanh("] {
+        assert_eq!(p.matches(f).count(), 1, "{f} in {p}");
+    }
+    assert!(p.find("fn powf(").unwrap() < p.find("fn u_pow_scalar(").unwrap());
+    assert!(p.find("fn tanh_(").unwrap() < p.find("fn u_tanh(").unwrap());
+    assert!(ops_function("powf").unwrap().ends_with("}\n") && ops_function("nothing").is_none());
+}
+
+#[test]
+fn index_maps_from_strides() {
+    assert_eq!(Index::of(&[5], &[1]), Some(Index::Full));
+    assert_eq!(Index::of(&[5], &[0]), Some(Index::Scalar));
+    assert_eq!(Index::of(&[3, 4], &[4, 1]), Some(Index::Full));
+    assert_eq!(Index::of(&[3, 4], &[0, 1]), Some(Index::Row(4)));
+    assert_eq!(Index::of(&[3, 4], &[1, 0]), Some(Index::Col(4)));
+    assert_eq!(Index::of(&[3, 4], &[0, 0]), Some(Index::Scalar));
+    assert_eq!(Index::of(&[1, 3, 1, 4], &[9, 4, 7, 1]), Some(Index::Full));
+    assert_eq!(Index::of(&[3, 4], &[1, 3]), None, "a transposed operand");
+    assert_eq!(Index::of(&[2, 3, 4], &[0, 4, 1]), None, "a broadcast over two dims");
+    assert!(Index::Row(8).fits_four() && !Index::Col(6).fits_four());
+}
