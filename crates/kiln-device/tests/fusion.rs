@@ -1,4 +1,4 @@
-//! Elementwise fusion (fuse.rs) on a real adapter: how many dispatches chains take, and that
+//! Elementwise fusion (src/fuse/) on a real adapter: how many dispatches chains take, and that
 //! fusion keeps results and recording order exact where buffers are dropped, reused, read,
 //! overwritten in place or more numerous than a kernel's bindings. Values are checked against
 //! f64 arithmetic on the host. Skipped without an adapter unless KILN_REQUIRE_GPU=1.
