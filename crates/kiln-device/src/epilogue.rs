@@ -159,7 +159,7 @@ pub(crate) mod tests {
     #[test]
     fn kernel_texts_are_whole_functions() {
         let names = kernel_names();
-        assert!(names.len() >= 16 && names.contains(&"nn_r4t2") && names.contains(&"cols_m16t2"), "{names:?}");
+        assert!(names.len() > 10 && names.contains(&"nn_r4t2") && names.contains(&"cols_m16t2"), "{names:?}");
         for entry in names {
             let k = kernel_text(entry).unwrap();
             assert!(k.starts_with("@compute @workgroup_size(") && k.ends_with("\n}\n"), "{entry}");

@@ -395,7 +395,9 @@ fn generate() -> String {
         nt(&mut o, r, 4);
         nt(&mut o, r, 8);
         tn(&mut o, r / 4, 1);
-        tn(&mut o, r / 4, 2);
+        if r == 8 {
+            tn(&mut o, r / 4, 2);
+        }
         nn1(&mut o, r, 2);
     }
     cols(&mut o, 16, 2);
