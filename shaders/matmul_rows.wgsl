@@ -34,27 +34,17 @@ struct Params {
     pad5: u32,
 }
 
-// A and B are read as vec2<u64>, four floats each, unpacked by w4: llvmpipe compiles a load into
-// a loop over the lanes per component, and a 64-bit component carries two floats, so this halves
-// the loop iterations per float (n=1024: 46 -> 50 GFLOP/s, six paired runs). Needs the
-// SHADER_INT64 feature, which the host asks for with SUBGROUP.
-@group(0) @binding(0) var<storage, read> a: array<vec2<u64>>;
-@group(0) @binding(1) var<storage, read> b: array<vec2<u64>>;
+// Where the adapter has 64-bit integers, the host compiles this file with its vec4 arrays read
+// and written as vec2<u64> (`shaders::widen`): llvmpipe compiles a load into a loop over the
+// lanes per component, and a 64-bit component carries two floats.
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
 // A scalar view of A, for the kernels of thin products (any strides).
 @group(0) @binding(0) var<storage, read> a_s: array<f32>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 // A vec4 view of C, for kernels whose N is a multiple of 4.
 @group(0) @binding(2) var<storage, read_write> c4: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: Params;
-
-fn w4(x: vec2<u64>) -> vec4<f32> {
-    return vec4<f32>(
-        bitcast<f32>(u32(x.x & 0xfffffffflu)),
-        bitcast<f32>(u32(x.x >> 32u)),
-        bitcast<f32>(u32(x.y & 0xfffffffflu)),
-        bitcast<f32>(u32(x.y >> 32u)),
-    );
-}
 
 fn store1(c_base: u32, row: u32, col: u32, v: f32) {
     if (row < p.m && col < p.n) {
@@ -114,14 +104,14 @@ fn nn_r4t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     var c3_0_7 = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
         let kr = k4 * 4u * rs4;
-        let l0_0 = w4(b[bc0 + kr + 0u * rs4]);
-        let l0_1 = w4(b[bc0 + kr + 1u * rs4]);
-        let l0_2 = w4(b[bc0 + kr + 2u * rs4]);
-        let l0_3 = w4(b[bc0 + kr + 3u * rs4]);
-        let a0 = w4(a[ar0 + k4]);
-        let a1 = w4(a[ar1 + k4]);
-        let a2 = w4(a[ar2 + k4]);
-        let a3 = w4(a[ar3 + k4]);
+        let l0_0 = b[bc0 + kr + 0u * rs4];
+        let l0_1 = b[bc0 + kr + 1u * rs4];
+        let l0_2 = b[bc0 + kr + 2u * rs4];
+        let l0_3 = b[bc0 + kr + 3u * rs4];
+        let a0 = a[ar0 + k4];
+        let a1 = a[ar1 + k4];
+        let a2 = a[ar2 + k4];
+        let a3 = a[ar3 + k4];
         let b0_0_0 = subgroupBroadcast(l0_0, 0u);
         let b1_0_0 = subgroupBroadcast(l0_1, 0u);
         let b2_0_0 = subgroupBroadcast(l0_2, 0u);
@@ -299,18 +289,18 @@ fn nn_r4t2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     var c3_1_7 = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
         let kr = k4 * 4u * rs4;
-        let l0_0 = w4(b[bc0 + kr + 0u * rs4]);
-        let l0_1 = w4(b[bc0 + kr + 1u * rs4]);
-        let l0_2 = w4(b[bc0 + kr + 2u * rs4]);
-        let l0_3 = w4(b[bc0 + kr + 3u * rs4]);
-        let l1_0 = w4(b[bc1 + kr + 0u * rs4]);
-        let l1_1 = w4(b[bc1 + kr + 1u * rs4]);
-        let l1_2 = w4(b[bc1 + kr + 2u * rs4]);
-        let l1_3 = w4(b[bc1 + kr + 3u * rs4]);
-        let a0 = w4(a[ar0 + k4]);
-        let a1 = w4(a[ar1 + k4]);
-        let a2 = w4(a[ar2 + k4]);
-        let a3 = w4(a[ar3 + k4]);
+        let l0_0 = b[bc0 + kr + 0u * rs4];
+        let l0_1 = b[bc0 + kr + 1u * rs4];
+        let l0_2 = b[bc0 + kr + 2u * rs4];
+        let l0_3 = b[bc0 + kr + 3u * rs4];
+        let l1_0 = b[bc1 + kr + 0u * rs4];
+        let l1_1 = b[bc1 + kr + 1u * rs4];
+        let l1_2 = b[bc1 + kr + 2u * rs4];
+        let l1_3 = b[bc1 + kr + 3u * rs4];
+        let a0 = a[ar0 + k4];
+        let a1 = a[ar1 + k4];
+        let a2 = a[ar2 + k4];
+        let a3 = a[ar3 + k4];
         let b0_0_0 = subgroupBroadcast(l0_0, 0u);
         let b1_0_0 = subgroupBroadcast(l0_1, 0u);
         let b2_0_0 = subgroupBroadcast(l0_2, 0u);
@@ -647,14 +637,14 @@ fn nt_r4t4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     var c3_3_6 = 0.0;
     var c3_3_7 = 0.0;
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
-        let l0 = w4(b[bc0 + k4]);
-        let l1 = w4(b[bc1 + k4]);
-        let l2 = w4(b[bc2 + k4]);
-        let l3 = w4(b[bc3 + k4]);
-        let a0 = w4(a[ar0 + k4]);
-        let a1 = w4(a[ar1 + k4]);
-        let a2 = w4(a[ar2 + k4]);
-        let a3 = w4(a[ar3 + k4]);
+        let l0 = b[bc0 + k4];
+        let l1 = b[bc1 + k4];
+        let l2 = b[bc2 + k4];
+        let l3 = b[bc3 + k4];
+        let a0 = a[ar0 + k4];
+        let a1 = a[ar1 + k4];
+        let a2 = a[ar2 + k4];
+        let a3 = a[ar3 + k4];
         let b0_0 = subgroupBroadcast(l0, 0u);
         c0_0_0 = c0_0_0 + dot(a0, b0_0);
         c1_0_0 = c1_0_0 + dot(a1, b0_0);
@@ -1219,18 +1209,18 @@ fn nt_r4t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     var c3_7_6 = 0.0;
     var c3_7_7 = 0.0;
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
-        let l0 = w4(b[bc0 + k4]);
-        let l1 = w4(b[bc1 + k4]);
-        let l2 = w4(b[bc2 + k4]);
-        let l3 = w4(b[bc3 + k4]);
-        let l4 = w4(b[bc4 + k4]);
-        let l5 = w4(b[bc5 + k4]);
-        let l6 = w4(b[bc6 + k4]);
-        let l7 = w4(b[bc7 + k4]);
-        let a0 = w4(a[ar0 + k4]);
-        let a1 = w4(a[ar1 + k4]);
-        let a2 = w4(a[ar2 + k4]);
-        let a3 = w4(a[ar3 + k4]);
+        let l0 = b[bc0 + k4];
+        let l1 = b[bc1 + k4];
+        let l2 = b[bc2 + k4];
+        let l3 = b[bc3 + k4];
+        let l4 = b[bc4 + k4];
+        let l5 = b[bc5 + k4];
+        let l6 = b[bc6 + k4];
+        let l7 = b[bc7 + k4];
+        let a0 = a[ar0 + k4];
+        let a1 = a[ar1 + k4];
+        let a2 = a[ar2 + k4];
+        let a3 = a[ar3 + k4];
         let b0_0 = subgroupBroadcast(l0, 0u);
         c0_0_0 = c0_0_0 + dot(a0, b0_0);
         c1_0_0 = c1_0_0 + dot(a1, b0_0);
@@ -1854,14 +1844,14 @@ fn tn_r4t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
         let kr = k4 * 4u * rs4;
         let ka = k4 * 4u * cs4;
-        let l0_0 = w4(b[bc0 + kr + 0u * rs4]);
-        let l0_1 = w4(b[bc0 + kr + 1u * rs4]);
-        let l0_2 = w4(b[bc0 + kr + 2u * rs4]);
-        let l0_3 = w4(b[bc0 + kr + 3u * rs4]);
-        let a0_0 = w4(a[ag0 + ka + 0u * cs4]);
-        let a0_1 = w4(a[ag0 + ka + 1u * cs4]);
-        let a0_2 = w4(a[ag0 + ka + 2u * cs4]);
-        let a0_3 = w4(a[ag0 + ka + 3u * cs4]);
+        let l0_0 = b[bc0 + kr + 0u * rs4];
+        let l0_1 = b[bc0 + kr + 1u * rs4];
+        let l0_2 = b[bc0 + kr + 2u * rs4];
+        let l0_3 = b[bc0 + kr + 3u * rs4];
+        let a0_0 = a[ag0 + ka + 0u * cs4];
+        let a0_1 = a[ag0 + ka + 1u * cs4];
+        let a0_2 = a[ag0 + ka + 2u * cs4];
+        let a0_3 = a[ag0 + ka + 3u * cs4];
         let b0_0_0 = subgroupBroadcast(l0_0, 0u);
         let b1_0_0 = subgroupBroadcast(l0_1, 0u);
         let b2_0_0 = subgroupBroadcast(l0_2, 0u);
@@ -1928,8 +1918,8 @@ fn tn_r4t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
         c0w_0_7 = fma(vec4<f32>(a0_0.w), b0_0_7, fma(vec4<f32>(a0_1.w), b1_0_7, fma(vec4<f32>(a0_2.w), b2_0_7, fma(vec4<f32>(a0_3.w), b3_0_7, c0w_0_7))));
     }
     for (var kk = p.k / 4u * 4u; kk < p.k; kk = kk + 1u) {
-        let l0 = w4(b[bc0 + kk * rs4]);
-        let a0 = w4(a[ag0 + kk * cs4]);
+        let l0 = b[bc0 + kk * rs4];
+        let a0 = a[ag0 + kk * cs4];
         let b0_0 = subgroupBroadcast(l0, 0u);
         c0x_0_0 = fma(vec4<f32>(a0.x), b0_0, c0x_0_0);
         c0y_0_0 = fma(vec4<f32>(a0.y), b0_0, c0y_0_0);
@@ -2082,8 +2072,8 @@ fn nn1_r4t2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_i
     var c3_1_6 = vec4<f32>(0.0);
     var c3_1_7 = vec4<f32>(0.0);
     for (var k = 0u; k < p.k; k = k + 1u) {
-        let l0 = w4(b[bc0 + k * rs4]);
-        let l1 = w4(b[bc1 + k * rs4]);
+        let l0 = b[bc0 + k * rs4];
+        let l1 = b[bc1 + k * rs4];
         let a0 = vec4<f32>(a_s[ar0 + k * p.a_cs]);
         let a1 = vec4<f32>(a_s[ar1 + k * p.a_cs]);
         let a2 = vec4<f32>(a_s[ar2 + k * p.a_cs]);
@@ -2316,18 +2306,18 @@ fn nn_r8t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     var c7_0_7 = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
         let kr = k4 * 4u * rs4;
-        let l0_0 = w4(b[bc0 + kr + 0u * rs4]);
-        let l0_1 = w4(b[bc0 + kr + 1u * rs4]);
-        let l0_2 = w4(b[bc0 + kr + 2u * rs4]);
-        let l0_3 = w4(b[bc0 + kr + 3u * rs4]);
-        let a0 = w4(a[ar0 + k4]);
-        let a1 = w4(a[ar1 + k4]);
-        let a2 = w4(a[ar2 + k4]);
-        let a3 = w4(a[ar3 + k4]);
-        let a4 = w4(a[ar4 + k4]);
-        let a5 = w4(a[ar5 + k4]);
-        let a6 = w4(a[ar6 + k4]);
-        let a7 = w4(a[ar7 + k4]);
+        let l0_0 = b[bc0 + kr + 0u * rs4];
+        let l0_1 = b[bc0 + kr + 1u * rs4];
+        let l0_2 = b[bc0 + kr + 2u * rs4];
+        let l0_3 = b[bc0 + kr + 3u * rs4];
+        let a0 = a[ar0 + k4];
+        let a1 = a[ar1 + k4];
+        let a2 = a[ar2 + k4];
+        let a3 = a[ar3 + k4];
+        let a4 = a[ar4 + k4];
+        let a5 = a[ar5 + k4];
+        let a6 = a[ar6 + k4];
+        let a7 = a[ar7 + k4];
         let b0_0_0 = subgroupBroadcast(l0_0, 0u);
         let b1_0_0 = subgroupBroadcast(l0_1, 0u);
         let b2_0_0 = subgroupBroadcast(l0_2, 0u);
@@ -2637,22 +2627,22 @@ fn nn_r8t2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     var c7_1_7 = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
         let kr = k4 * 4u * rs4;
-        let l0_0 = w4(b[bc0 + kr + 0u * rs4]);
-        let l0_1 = w4(b[bc0 + kr + 1u * rs4]);
-        let l0_2 = w4(b[bc0 + kr + 2u * rs4]);
-        let l0_3 = w4(b[bc0 + kr + 3u * rs4]);
-        let l1_0 = w4(b[bc1 + kr + 0u * rs4]);
-        let l1_1 = w4(b[bc1 + kr + 1u * rs4]);
-        let l1_2 = w4(b[bc1 + kr + 2u * rs4]);
-        let l1_3 = w4(b[bc1 + kr + 3u * rs4]);
-        let a0 = w4(a[ar0 + k4]);
-        let a1 = w4(a[ar1 + k4]);
-        let a2 = w4(a[ar2 + k4]);
-        let a3 = w4(a[ar3 + k4]);
-        let a4 = w4(a[ar4 + k4]);
-        let a5 = w4(a[ar5 + k4]);
-        let a6 = w4(a[ar6 + k4]);
-        let a7 = w4(a[ar7 + k4]);
+        let l0_0 = b[bc0 + kr + 0u * rs4];
+        let l0_1 = b[bc0 + kr + 1u * rs4];
+        let l0_2 = b[bc0 + kr + 2u * rs4];
+        let l0_3 = b[bc0 + kr + 3u * rs4];
+        let l1_0 = b[bc1 + kr + 0u * rs4];
+        let l1_1 = b[bc1 + kr + 1u * rs4];
+        let l1_2 = b[bc1 + kr + 2u * rs4];
+        let l1_3 = b[bc1 + kr + 3u * rs4];
+        let a0 = a[ar0 + k4];
+        let a1 = a[ar1 + k4];
+        let a2 = a[ar2 + k4];
+        let a3 = a[ar3 + k4];
+        let a4 = a[ar4 + k4];
+        let a5 = a[ar5 + k4];
+        let a6 = a[ar6 + k4];
+        let a7 = a[ar7 + k4];
         let b0_0_0 = subgroupBroadcast(l0_0, 0u);
         let b1_0_0 = subgroupBroadcast(l0_1, 0u);
         let b2_0_0 = subgroupBroadcast(l0_2, 0u);
@@ -3119,16 +3109,16 @@ fn nt_r8t2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     var c7_1_6 = 0.0;
     var c7_1_7 = 0.0;
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
-        let l0 = w4(b[bc0 + k4]);
-        let l1 = w4(b[bc1 + k4]);
-        let a0 = w4(a[ar0 + k4]);
-        let a1 = w4(a[ar1 + k4]);
-        let a2 = w4(a[ar2 + k4]);
-        let a3 = w4(a[ar3 + k4]);
-        let a4 = w4(a[ar4 + k4]);
-        let a5 = w4(a[ar5 + k4]);
-        let a6 = w4(a[ar6 + k4]);
-        let a7 = w4(a[ar7 + k4]);
+        let l0 = b[bc0 + k4];
+        let l1 = b[bc1 + k4];
+        let a0 = a[ar0 + k4];
+        let a1 = a[ar1 + k4];
+        let a2 = a[ar2 + k4];
+        let a3 = a[ar3 + k4];
+        let a4 = a[ar4 + k4];
+        let a5 = a[ar5 + k4];
+        let a6 = a[ar6 + k4];
+        let a7 = a[ar7 + k4];
         let b0_0 = subgroupBroadcast(l0, 0u);
         c0_0_0 = c0_0_0 + dot(a0, b0_0);
         c1_0_0 = c1_0_0 + dot(a1, b0_0);
@@ -3677,18 +3667,18 @@ fn nt_r8t4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     var c7_3_6 = 0.0;
     var c7_3_7 = 0.0;
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
-        let l0 = w4(b[bc0 + k4]);
-        let l1 = w4(b[bc1 + k4]);
-        let l2 = w4(b[bc2 + k4]);
-        let l3 = w4(b[bc3 + k4]);
-        let a0 = w4(a[ar0 + k4]);
-        let a1 = w4(a[ar1 + k4]);
-        let a2 = w4(a[ar2 + k4]);
-        let a3 = w4(a[ar3 + k4]);
-        let a4 = w4(a[ar4 + k4]);
-        let a5 = w4(a[ar5 + k4]);
-        let a6 = w4(a[ar6 + k4]);
-        let a7 = w4(a[ar7 + k4]);
+        let l0 = b[bc0 + k4];
+        let l1 = b[bc1 + k4];
+        let l2 = b[bc2 + k4];
+        let l3 = b[bc3 + k4];
+        let a0 = a[ar0 + k4];
+        let a1 = a[ar1 + k4];
+        let a2 = a[ar2 + k4];
+        let a3 = a[ar3 + k4];
+        let a4 = a[ar4 + k4];
+        let a5 = a[ar5 + k4];
+        let a6 = a[ar6 + k4];
+        let a7 = a[ar7 + k4];
         let b0_0 = subgroupBroadcast(l0, 0u);
         c0_0_0 = c0_0_0 + dot(a0, b0_0);
         c1_0_0 = c1_0_0 + dot(a1, b0_0);
@@ -4769,22 +4759,22 @@ fn nt_r8t8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     var c7_7_6 = 0.0;
     var c7_7_7 = 0.0;
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
-        let l0 = w4(b[bc0 + k4]);
-        let l1 = w4(b[bc1 + k4]);
-        let l2 = w4(b[bc2 + k4]);
-        let l3 = w4(b[bc3 + k4]);
-        let l4 = w4(b[bc4 + k4]);
-        let l5 = w4(b[bc5 + k4]);
-        let l6 = w4(b[bc6 + k4]);
-        let l7 = w4(b[bc7 + k4]);
-        let a0 = w4(a[ar0 + k4]);
-        let a1 = w4(a[ar1 + k4]);
-        let a2 = w4(a[ar2 + k4]);
-        let a3 = w4(a[ar3 + k4]);
-        let a4 = w4(a[ar4 + k4]);
-        let a5 = w4(a[ar5 + k4]);
-        let a6 = w4(a[ar6 + k4]);
-        let a7 = w4(a[ar7 + k4]);
+        let l0 = b[bc0 + k4];
+        let l1 = b[bc1 + k4];
+        let l2 = b[bc2 + k4];
+        let l3 = b[bc3 + k4];
+        let l4 = b[bc4 + k4];
+        let l5 = b[bc5 + k4];
+        let l6 = b[bc6 + k4];
+        let l7 = b[bc7 + k4];
+        let a0 = a[ar0 + k4];
+        let a1 = a[ar1 + k4];
+        let a2 = a[ar2 + k4];
+        let a3 = a[ar3 + k4];
+        let a4 = a[ar4 + k4];
+        let a5 = a[ar5 + k4];
+        let a6 = a[ar6 + k4];
+        let a7 = a[ar7 + k4];
         let b0_0 = subgroupBroadcast(l0, 0u);
         c0_0_0 = c0_0_0 + dot(a0, b0_0);
         c1_0_0 = c1_0_0 + dot(a1, b0_0);
@@ -5953,18 +5943,18 @@ fn tn_r8t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
         let kr = k4 * 4u * rs4;
         let ka = k4 * 4u * cs4;
-        let l0_0 = w4(b[bc0 + kr + 0u * rs4]);
-        let l0_1 = w4(b[bc0 + kr + 1u * rs4]);
-        let l0_2 = w4(b[bc0 + kr + 2u * rs4]);
-        let l0_3 = w4(b[bc0 + kr + 3u * rs4]);
-        let a0_0 = w4(a[ag0 + ka + 0u * cs4]);
-        let a0_1 = w4(a[ag0 + ka + 1u * cs4]);
-        let a0_2 = w4(a[ag0 + ka + 2u * cs4]);
-        let a0_3 = w4(a[ag0 + ka + 3u * cs4]);
-        let a1_0 = w4(a[ag1 + ka + 0u * cs4]);
-        let a1_1 = w4(a[ag1 + ka + 1u * cs4]);
-        let a1_2 = w4(a[ag1 + ka + 2u * cs4]);
-        let a1_3 = w4(a[ag1 + ka + 3u * cs4]);
+        let l0_0 = b[bc0 + kr + 0u * rs4];
+        let l0_1 = b[bc0 + kr + 1u * rs4];
+        let l0_2 = b[bc0 + kr + 2u * rs4];
+        let l0_3 = b[bc0 + kr + 3u * rs4];
+        let a0_0 = a[ag0 + ka + 0u * cs4];
+        let a0_1 = a[ag0 + ka + 1u * cs4];
+        let a0_2 = a[ag0 + ka + 2u * cs4];
+        let a0_3 = a[ag0 + ka + 3u * cs4];
+        let a1_0 = a[ag1 + ka + 0u * cs4];
+        let a1_1 = a[ag1 + ka + 1u * cs4];
+        let a1_2 = a[ag1 + ka + 2u * cs4];
+        let a1_3 = a[ag1 + ka + 3u * cs4];
         let b0_0_0 = subgroupBroadcast(l0_0, 0u);
         let b1_0_0 = subgroupBroadcast(l0_1, 0u);
         let b2_0_0 = subgroupBroadcast(l0_2, 0u);
@@ -6063,9 +6053,9 @@ fn tn_r8t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
         c1w_0_7 = fma(vec4<f32>(a1_0.w), b0_0_7, fma(vec4<f32>(a1_1.w), b1_0_7, fma(vec4<f32>(a1_2.w), b2_0_7, fma(vec4<f32>(a1_3.w), b3_0_7, c1w_0_7))));
     }
     for (var kk = p.k / 4u * 4u; kk < p.k; kk = kk + 1u) {
-        let l0 = w4(b[bc0 + kk * rs4]);
-        let a0 = w4(a[ag0 + kk * cs4]);
-        let a1 = w4(a[ag1 + kk * cs4]);
+        let l0 = b[bc0 + kk * rs4];
+        let a0 = a[ag0 + kk * cs4];
+        let a1 = a[ag1 + kk * cs4];
         let b0_0 = subgroupBroadcast(l0, 0u);
         c0x_0_0 = fma(vec4<f32>(a0.x), b0_0, c0x_0_0);
         c0y_0_0 = fma(vec4<f32>(a0.y), b0_0, c0y_0_0);
@@ -6347,22 +6337,22 @@ fn tn_r8t2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {
         let kr = k4 * 4u * rs4;
         let ka = k4 * 4u * cs4;
-        let l0_0 = w4(b[bc0 + kr + 0u * rs4]);
-        let l0_1 = w4(b[bc0 + kr + 1u * rs4]);
-        let l0_2 = w4(b[bc0 + kr + 2u * rs4]);
-        let l0_3 = w4(b[bc0 + kr + 3u * rs4]);
-        let l1_0 = w4(b[bc1 + kr + 0u * rs4]);
-        let l1_1 = w4(b[bc1 + kr + 1u * rs4]);
-        let l1_2 = w4(b[bc1 + kr + 2u * rs4]);
-        let l1_3 = w4(b[bc1 + kr + 3u * rs4]);
-        let a0_0 = w4(a[ag0 + ka + 0u * cs4]);
-        let a0_1 = w4(a[ag0 + ka + 1u * cs4]);
-        let a0_2 = w4(a[ag0 + ka + 2u * cs4]);
-        let a0_3 = w4(a[ag0 + ka + 3u * cs4]);
-        let a1_0 = w4(a[ag1 + ka + 0u * cs4]);
-        let a1_1 = w4(a[ag1 + ka + 1u * cs4]);
-        let a1_2 = w4(a[ag1 + ka + 2u * cs4]);
-        let a1_3 = w4(a[ag1 + ka + 3u * cs4]);
+        let l0_0 = b[bc0 + kr + 0u * rs4];
+        let l0_1 = b[bc0 + kr + 1u * rs4];
+        let l0_2 = b[bc0 + kr + 2u * rs4];
+        let l0_3 = b[bc0 + kr + 3u * rs4];
+        let l1_0 = b[bc1 + kr + 0u * rs4];
+        let l1_1 = b[bc1 + kr + 1u * rs4];
+        let l1_2 = b[bc1 + kr + 2u * rs4];
+        let l1_3 = b[bc1 + kr + 3u * rs4];
+        let a0_0 = a[ag0 + ka + 0u * cs4];
+        let a0_1 = a[ag0 + ka + 1u * cs4];
+        let a0_2 = a[ag0 + ka + 2u * cs4];
+        let a0_3 = a[ag0 + ka + 3u * cs4];
+        let a1_0 = a[ag1 + ka + 0u * cs4];
+        let a1_1 = a[ag1 + ka + 1u * cs4];
+        let a1_2 = a[ag1 + ka + 2u * cs4];
+        let a1_3 = a[ag1 + ka + 3u * cs4];
         let b0_0_0 = subgroupBroadcast(l0_0, 0u);
         let b1_0_0 = subgroupBroadcast(l0_1, 0u);
         let b2_0_0 = subgroupBroadcast(l0_2, 0u);
@@ -6557,10 +6547,10 @@ fn tn_r8t2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
         c1w_1_7 = fma(vec4<f32>(a1_0.w), b0_1_7, fma(vec4<f32>(a1_1.w), b1_1_7, fma(vec4<f32>(a1_2.w), b2_1_7, fma(vec4<f32>(a1_3.w), b3_1_7, c1w_1_7))));
     }
     for (var kk = p.k / 4u * 4u; kk < p.k; kk = kk + 1u) {
-        let l0 = w4(b[bc0 + kk * rs4]);
-        let l1 = w4(b[bc1 + kk * rs4]);
-        let a0 = w4(a[ag0 + kk * cs4]);
-        let a1 = w4(a[ag1 + kk * cs4]);
+        let l0 = b[bc0 + kk * rs4];
+        let l1 = b[bc1 + kk * rs4];
+        let a0 = a[ag0 + kk * cs4];
+        let a1 = a[ag1 + kk * cs4];
         let b0_0 = subgroupBroadcast(l0, 0u);
         c0x_0_0 = fma(vec4<f32>(a0.x), b0_0, c0x_0_0);
         c0y_0_0 = fma(vec4<f32>(a0.y), b0_0, c0y_0_0);
@@ -6981,8 +6971,8 @@ fn nn1_r8t2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_i
     var c7_1_6 = vec4<f32>(0.0);
     var c7_1_7 = vec4<f32>(0.0);
     for (var k = 0u; k < p.k; k = k + 1u) {
-        let l0 = w4(b[bc0 + k * rs4]);
-        let l1 = w4(b[bc1 + k * rs4]);
+        let l0 = b[bc0 + k * rs4];
+        let l1 = b[bc1 + k * rs4];
         let a0 = vec4<f32>(a_s[ar0 + k * p.a_cs]);
         let a1 = vec4<f32>(a_s[ar1 + k * p.a_cs]);
         let a2 = vec4<f32>(a_s[ar2 + k * p.a_cs]);
@@ -7309,8 +7299,8 @@ fn cols_m16t2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation
     var c15_0 = vec4<f32>(0.0);
     var c15_1 = vec4<f32>(0.0);
     for (var k = 0u; k < p.k; k = k + 1u) {
-        let l0 = w4(b[bc0 + k * rs4]);
-        let l1 = w4(b[bc1 + k * rs4]);
+        let l0 = b[bc0 + k * rs4];
+        let l1 = b[bc1 + k * rs4];
         let s0 = a_s[ar0 + k * p.a_cs];
         let s1 = a_s[ar1 + k * p.a_cs];
         let a0 = vec4<f32>(subgroupBroadcast(s0, 0u));

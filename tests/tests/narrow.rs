@@ -1,12 +1,12 @@
-//! The elementwise and optimizer kernels with vec4 storage access (`KILN_WIDE=0`): on a software
-//! adapter kiln reads and writes their vec4 arrays as `vec2<u64>` (`shaders::widen`), so without
-//! this binary the vec4 forms real GPUs run would go untested here. One test in its own process,
+//! The elementwise, optimizer and subgroup matmul kernels with vec4 storage access
+//! (`KILN_WIDE=0`): on a software adapter kiln reads and writes their vec4 arrays as `vec2<u64>`
+//! (`shaders::widen`), so without this binary the vec4 forms would go untested here. One test in its own process,
 //! so that the variable is set before any device exists.
 
 use kiln::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use kiln::{Device, Parameter};
 use kiln_tests::elementwise_cases::{binary_cases, unary_cases};
-use kiln_tests::{assert_close, f64s, gpu_device, tensor};
+use kiln_tests::{assert_close, f64s, gpu_device, matmul_kernel_cases, tensor};
 
 /// Five steps of Adam (amsgrad, weight decay) and of SGD (Nesterov momentum) on a 64x20
 /// parameter (the vec4 kernels) minimising sum(p^2 * c): the parameters after each.
@@ -41,6 +41,7 @@ fn vec4_kernels_match_f64_and_the_cpu() {
     let Some(dev) = gpu_device() else { return };
     unary_cases(&dev);
     binary_cases(&dev);
+    matmul_kernel_cases(&dev);
     for (g, c) in steps(&dev).iter().zip(steps(&Device::cpu())) {
         assert_close(g, &f64s(&c), 1e-5);
     }

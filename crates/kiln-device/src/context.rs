@@ -64,7 +64,7 @@ pub(crate) struct Inner {
     pub(crate) summary: AdapterSummary,
     pub(crate) limits: wgpu::Limits,
     /// Whether the subgroup matmul kernels (`matmul_rows.wgsl`) apply: a software adapter with
-    /// subgroups of at least 8 lanes, opened with the SUBGROUP and SHADER_INT64 features.
+    /// subgroups of at least 8 lanes, opened with the SUBGROUP feature.
     pub(crate) row_matmul: bool,
     pub(crate) pool: Arc<PoolInner>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<PipelineEntry>>>,
@@ -111,9 +111,9 @@ impl std::fmt::Debug for GpuDevice {
 /// Size of the per-batch uniform arena. With 256-byte slots this is 512 dispatches per batch.
 pub(crate) const ARENA_BYTES: u64 = 128 * 1024;
 
-/// The features the subgroup matmul kernels (`matmul_rows.wgsl`) need: subgroups, and 64-bit
-/// integers for their wide loads.
-pub(crate) const ROW_MATMUL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP.union(wgpu::Features::SHADER_INT64);
+/// The optional features kiln asks for where the adapter has them: subgroups (the subgroup matmul
+/// kernels) and 64-bit integers (`vec2<u64>` storage access, `shaders::widen`).
+pub(crate) const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP.union(wgpu::Features::SHADER_INT64);
 
 fn make_instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
@@ -255,8 +255,8 @@ impl GpuDevice {
         let desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
             // Subgroups and 64-bit integers, where the adapter has them, for the software
-            // adapter's matmul kernels.
-            required_features: adapter.features() & ROW_MATMUL_FEATURES,
+            // adapter's kernels.
+            required_features: adapter.features() & OPTIONAL_FEATURES,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -295,7 +295,7 @@ impl GpuDevice {
         let wide = device.features().contains(wgpu::Features::SHADER_INT64)
             && info.device_type == wgpu::DeviceType::Cpu
             && std::env::var("KILN_WIDE").as_deref() != Ok("0");
-        let row_matmul = device.features().contains(ROW_MATMUL_FEATURES)
+        let row_matmul = device.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size >= 8
             && info.device_type == wgpu::DeviceType::Cpu;
         let uniform_align = (limits.min_uniform_buffer_offset_alignment as u64).max(256);
@@ -436,10 +436,12 @@ impl GpuDevice {
                 .entry(family)
                 .or_insert_with(|| {
                     let source = match family {
-                        // The elementwise, reduction and optimizer kernels' vec4 arrays, read and
-                        // written as vec2<u64> on a software adapter (the matmul kernels are
-                        // written for their adapters already).
-                        Family::Unary | Family::Binary | Family::Reduce | Family::Optim if self.inner.wide => {
+                        // The vec4 arrays of the elementwise, reduction, optimizer and subgroup
+                        // matmul kernels, read and written as vec2<u64> on a software adapter
+                        // (the tiled matmul kernels are written for real GPUs).
+                        Family::Unary | Family::Binary | Family::Reduce | Family::Optim | Family::MatmulRows
+                            if self.inner.wide =>
+                        {
                             crate::shaders::widen(family.source()).into()
                         }
                         _ => family.source().into(),

@@ -42,6 +42,8 @@ pub(crate) struct Head {
     pub(crate) params: Vec<u8>,
     /// Workgroups in x, y, z.
     pub(crate) groups: [u32; 3],
+    /// N % 4 == 0: the epilogue runs four elements per step (rows are whole vec4s).
+    pub(crate) four: bool,
 }
 
 /// A kernel of `matmul_rows.wgsl` and the block of C each workgroup stores.
@@ -74,12 +76,13 @@ pub(crate) fn source(plan: &Plan, h: HeadKernel) -> DeviceResult<String> {
     let end = start + ROWS[start..].find("\n}\n").ok_or_else(missing)?;
     let params =
         format!("{}\n    cols: array<vec4<u32>, 4>,\n    alpha: array<vec4<f32>, 8>,\n}}\n", &ROWS[start..end]);
-    // The file's functions: the unpacking of A and B (w4) and the stores (to c, c4 at binding 2).
-    let stores = &ROWS[ROWS.find("\nfn w4(").ok_or_else(missing)? + 1..ROWS.find("\n@compute").ok_or_else(missing)?];
+    // The file's store functions (to c, c4 at binding 2).
+    let stores =
+        &ROWS[ROWS.find("\nfn store1(").ok_or_else(missing)? + 1..ROWS.find("\n@compute").ok_or_else(missing)?];
     let ty = plan.ty();
     let mut out = plan.prelude() + &params;
-    out.push_str("@group(0) @binding(0) var<storage, read_write> a: array<vec2<u64>>;\n");
-    out.push_str("@group(0) @binding(1) var<storage, read_write> b: array<vec2<u64>>;\n");
+    out.push_str("@group(0) @binding(0) var<storage, read_write> a: array<vec4<f32>>;\n");
+    out.push_str("@group(0) @binding(1) var<storage, read_write> b: array<vec4<f32>>;\n");
     out.push_str("@group(0) @binding(0) var<storage, read_write> a_s: array<f32>;\n");
     out.push_str("@group(0) @binding(2) var<storage, read_write> c: array<f32>;\n");
     out.push_str("@group(0) @binding(2) var<storage, read_write> c4: array<vec4<f32>>;\n");
@@ -121,8 +124,9 @@ pub(crate) fn source(plan: &Plan, h: HeadKernel) -> DeviceResult<String> {
 
 impl GpuDevice {
     /// Records a matmul's `launch` (writing `out`, `n` elements), or, when epilogues are on
-    /// ([`GpuDevice::set_matmul_epilogues`]) and `head` is a kernel of `matmul_rows.wgsl`, opens a chain whose op 0 is its product, so
-    /// that the elementwise ops that follow run in its stores.
+    /// ([`GpuDevice::set_matmul_epilogues`]) and `head` is a kernel of `matmul_rows.wgsl`, opens
+    /// a chain whose op 0 is its product, so that the elementwise ops that follow run in its
+    /// kernel.
     pub(crate) fn matmul_launch(
         &self,
         launch: LaunchFn,
@@ -134,9 +138,8 @@ impl GpuDevice {
         self.close_chain(&mut p)?;
         match head {
             Some(head) if enabled() && self.matmul_epilogues() && kernel_text(head.kernel.entry).is_some() => {
-                // Four elements per step where rows are whole vec4s (N % 4 == 0).
-                let n_cols = u32::from_le_bytes(head.params[4..8].try_into().unwrap_or_default());
-                p.chain = Some(Chain::with_head(head, launch, n, n_cols % 4 == 0, out));
+                let four = head.four;
+                p.chain = Some(Chain::with_head(head, launch, n, four, out));
                 Ok(())
             }
             _ => {

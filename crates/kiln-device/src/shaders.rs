@@ -118,8 +118,7 @@ const WIDE_HELPERS: [(&str, &str); 2] = [
 /// `src` with every storage array of `vec4<f32>` read and written as `vec2<u64>`: a read
 /// `x[e]` becomes `w4(x[e])`, a statement `x[e] = v;` becomes `x[e] = pack4(v);`, and the two
 /// helpers are added. On llvmpipe a storage access is a loop over the lanes per component, and
-/// a 64-bit component carries two floats, so this halves the loop iterations per float (the
-/// subgroup matmul kernels are written this way; for the elementwise and optimizer kernels see
+/// a 64-bit component carries two floats, so this halves the loop iterations per float (see
 /// PERFORMANCE.md). Needs `SHADER_INT64`. Every access of such an array must be an index
 /// expression `x[...]`, and a write a statement of its own line (true of kiln's kernels).
 pub(crate) fn widen(src: &str) -> String {

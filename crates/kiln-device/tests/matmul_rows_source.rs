@@ -45,27 +45,17 @@ struct Params {
     pad5: u32,
 }
 
-// A and B are read as vec2<u64>, four floats each, unpacked by w4: llvmpipe compiles a load into
-// a loop over the lanes per component, and a 64-bit component carries two floats, so this halves
-// the loop iterations per float (n=1024: 46 -> 50 GFLOP/s, six paired runs). Needs the
-// SHADER_INT64 feature, which the host asks for with SUBGROUP.
-@group(0) @binding(0) var<storage, read> a: array<vec2<u64>>;
-@group(0) @binding(1) var<storage, read> b: array<vec2<u64>>;
+// Where the adapter has 64-bit integers, the host compiles this file with its vec4 arrays read
+// and written as vec2<u64> (`shaders::widen`): llvmpipe compiles a load into a loop over the
+// lanes per component, and a 64-bit component carries two floats.
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
 // A scalar view of A, for the kernels of thin products (any strides).
 @group(0) @binding(0) var<storage, read> a_s: array<f32>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 // A vec4 view of C, for kernels whose N is a multiple of 4.
 @group(0) @binding(2) var<storage, read_write> c4: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: Params;
-
-fn w4(x: vec2<u64>) -> vec4<f32> {
-    return vec4<f32>(
-        bitcast<f32>(u32(x.x & 0xfffffffflu)),
-        bitcast<f32>(u32(x.x >> 32u)),
-        bitcast<f32>(u32(x.y & 0xfffffffflu)),
-        bitcast<f32>(u32(x.y >> 32u)),
-    );
-}
 
 fn store1(c_base: u32, row: u32, col: u32, v: f32) {
     if (row < p.m && col < p.n) {
@@ -401,17 +391,7 @@ fn generate() -> String {
         nn1(&mut o, r, 2);
     }
     cols(&mut o, 16, 2);
-    // Every vec4 load of A or B through w4 (see the header).
-    let mut wide = String::with_capacity(o.len());
-    for line in o.lines() {
-        if line.contains("= a[") || line.contains("= b[") {
-            wide.push_str(&line.replace("= a[", "= w4(a[").replace("= b[", "= w4(b[").replace("];", "]);"));
-        } else {
-            wide.push_str(line);
-        }
-        wide.push('\n');
-    }
-    wide
+    o
 }
 
 #[test]

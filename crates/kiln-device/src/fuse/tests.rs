@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// Parses and validates `src` with naga under `caps` (subgroup operations allowed where `caps`
+/// has SUBGROUP), panicking with `what` and naga's report.
+fn validate(src: &str, caps: naga::valid::Capabilities, what: &str) {
+    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(src)));
+    let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+    if caps.contains(naga::valid::Capabilities::SUBGROUP) {
+        v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all());
+    }
+    v.validate(&module).unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(src)));
+}
+
 /// Generated kernels parse and validate with naga, in both widths, with every index map,
 /// every op and an op without operands (fill).
 #[test]
@@ -40,17 +52,11 @@ fn generated_kernels_validate() {
                 stores: vec![(5, last - 1), (6, last)],
             };
             let src = plan.source().unwrap();
-            let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
+            validate(&src, naga::valid::Capabilities::empty(), "fused");
             assert!(src.contains("fn fused(") && !src.contains("//@"), "{src}");
             // As a software adapter compiles it (vec4 arrays as vec2<u64>).
             let wide = crate::shaders::widen(&src);
-            let module = naga::front::wgsl::parse_str(&wide).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wide)));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SHADER_INT64)
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wide)));
+            validate(&wide, naga::valid::Capabilities::SHADER_INT64, "widened fused");
             assert_eq!(wide.contains("pack4("), four, "{wide}");
         }
     }
@@ -84,21 +90,10 @@ fn epilogue_kernels_validate() {
                 stores: vec![(7, 5), (8, 2)],
             };
             let src = plan.source().unwrap();
-            let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-                .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-                .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{h:?}: {}", e.emit_to_string(&src)));
+            validate(&src, naga::valid::Capabilities::all(), &format!("{h:?}"));
             assert_eq!(src.matches(&format!("fn {}(", h.entry)).count(), 1);
             assert_eq!(src.matches("let v0 = v;").count(), 1, "the chain once, after the stores");
-            let wide = crate::shaders::widen(&src);
-            let module = naga::front::wgsl::parse_str(&wide).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wide)));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-                .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-                .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("widened {h:?}: {}", e.emit_to_string(&wide)));
+            validate(&crate::shaders::widen(&src), naga::valid::Capabilities::all(), &format!("widened {h:?}"));
         }
     }
     let keys: Vec<Vec<u32>> = heads

@@ -107,6 +107,7 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
         b: rb.clone(),
         params: params.clone(),
         groups,
+        four: d.n % 4 == 0,
     });
     let (family, entry) = (v.family, v.entry);
     let launch = Box::new(move |dev: &GpuDevice, out: wgpu::Buffer| {
@@ -137,8 +138,8 @@ impl MatmulVariant {
 /// contracted dim is contiguous and 4-aligned, 16-row tiles once M can fill them, 8x8 blocks
 /// when the output is large enough to keep the grid busy, else 4x4 blocks.
 /// `KILN_MATMUL=tiles` skips the subgroup kernels, `KILN_MATMUL=r8` takes their 64-row blocks,
-/// `KILN_MATMUL=nn32` keeps `nn` products at 32 columns per subgroup, and `KILN_MATMUL=scalar4|scalar8` forces a scalar kernel (for
-/// benchmarks and tests).
+/// `KILN_MATMUL=nn32` keeps `nn` products at 32 columns per subgroup, and
+/// `KILN_MATMUL=scalar4|scalar8` forces a scalar kernel (for benchmarks and tests).
 fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
     use Family::{Matmul, MatmulRows, MatmulVec4};
     // Read once per process: this runs on every matmul launch.
