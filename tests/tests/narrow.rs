@@ -1,7 +1,7 @@
 //! The elementwise, optimizer and subgroup matmul kernels with vec4 storage access
 //! (`KILN_WIDE=0`): on a software adapter kiln reads and writes their vec4 arrays as `vec2<u64>`
-//! (`shaders::widen`), so without this binary the vec4 forms would go untested here. One test in its own process,
-//! so that the variable is set before any device exists.
+//! (`shaders::widen`), so without this binary the vec4 forms would go untested here. One test in
+//! its own process, so that the variable is set before any device exists.
 
 use kiln::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use kiln::{Device, Parameter};
