@@ -1,5 +1,6 @@
 //! Elementwise test cases shared by `tests/elementwise.rs` (fusion on, the default) and
-//! `tests/unfused.rs` (`KILN_FUSE=0`, so every op runs its family's own kernel): unary, scalar
+//! `tests/kernel_options.rs` (fusion off, so every op runs its family's own kernel; and the vec4
+//! forms the software adapter widens): unary, scalar
 //! and broadcasting binary ops, forward and backward against float64 references, on shapes that
 //! are not multiples of any tile or workgroup size.
 

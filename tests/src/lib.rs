@@ -8,7 +8,16 @@ pub mod elementwise_cases;
 /// The GPU device for tests: `None` (the test is skipped, with a note) when no adapter exists,
 /// unless `KILN_REQUIRE_GPU=1`, which turns a missing adapter into a failure.
 pub fn gpu_device() -> Option<Device> {
-    match Device::gpu() {
+    or_skip(Device::gpu())
+}
+
+/// A GPU device of its own with `options` (see [`gpu_device`] for what happens without one).
+pub fn gpu_device_with(options: kiln::DeviceOptions) -> Option<Device> {
+    or_skip(Device::gpu_with(options))
+}
+
+fn or_skip(found: kiln::Result<Device>) -> Option<Device> {
+    match found {
         Ok(d) => Some(d),
         Err(e) => {
             if std::env::var("KILN_REQUIRE_GPU").as_deref() == Ok("1") {

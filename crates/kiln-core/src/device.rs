@@ -1,7 +1,7 @@
 //! Devices: the host CPU, or a wgpu adapter.
 
 use crate::error::Result;
-use kiln_device::{AdapterChoice, GpuDevice};
+use kiln_device::{AdapterChoice, DeviceOptions, GpuDevice};
 
 /// Where a tensor lives and where its ops run.
 #[derive(Clone, PartialEq, Debug)]
@@ -22,6 +22,14 @@ impl Device {
     /// same device. Errors, with the install hint, when wgpu finds no adapter.
     pub fn gpu() -> Result<Device> {
         Ok(Device::Gpu(GpuDevice::open(AdapterChoice::Best)?))
+    }
+
+    /// A new device on the best wgpu adapter with its own [`DeviceOptions`] (fusion, matmul
+    /// kernel policy, wide memory access): a device apart from the one [`Device::gpu`] shares,
+    /// with its own buffers and kernel caches. For comparing kernels, or an application that
+    /// wants other settings than the defaults (which the `KILN_*` variables fill in).
+    pub fn gpu_with(options: DeviceOptions) -> Result<Device> {
+        Ok(Device::Gpu(GpuDevice::open_with(AdapterChoice::Best, options)?))
     }
 
     /// The software (fallback) adapter, e.g. Mesa's lavapipe.

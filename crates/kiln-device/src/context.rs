@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::batch::Pending;
 use crate::error::{DeviceError, DeviceResult};
+use crate::options::{DeviceOptions, Fusion};
 use crate::pool::{PoolInner, PoolStats};
-use crate::shaders::Family;
+use crate::wgsl::Family;
+use crate::wgsl::matmul::{MatmulKernel, ScalarKernel};
 
 /// Which adapter [`GpuDevice::open`] should pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,11 +84,11 @@ pub(crate) struct Inner {
     pub(crate) error: Arc<Mutex<Option<String>>>,
     /// Dispatches recorded since the device was opened.
     pub(crate) dispatched: AtomicU64,
-    /// Whether vec4 storage arrays are accessed as `vec2<u64>` (`shaders::widen`): a software
-    /// adapter with SHADER_INT64.
-    pub(crate) wide: bool,
-    /// Whether subgroup matmuls take the elementwise ops that follow (see `epilogue.rs`).
-    pub(crate) epilogues: std::sync::atomic::AtomicBool,
+    /// Whether the adapter can access vec4 storage arrays as `vec2<u64>` (`wgsl::widen`): a
+    /// software adapter with SHADER_INT64 (used when the options ask for it).
+    pub(crate) wide_capable: bool,
+    /// The device's options, and whether vec4 arrays are widened under them.
+    options: std::sync::RwLock<(DeviceOptions, bool)>,
 }
 
 /// One wgpu device and queue, with kiln's buffer pool, pipeline cache and command batching.
@@ -225,8 +227,19 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
 }
 
 impl GpuDevice {
-    /// Opens (or returns the already open) device for the chosen adapter.
+    /// Opens (or returns the already open) device for the chosen adapter, with the options of
+    /// [`DeviceOptions::from_env`]: one device per adapter per process.
     pub fn open(choice: AdapterChoice) -> DeviceResult<GpuDevice> {
+        Self::open_adapter(choice, None)
+    }
+
+    /// Opens a new device for the chosen adapter with `options`: a device of its own, apart
+    /// from the one [`GpuDevice::open`] shares (its buffers, caches and batches are separate).
+    pub fn open_with(choice: AdapterChoice, options: DeviceOptions) -> DeviceResult<GpuDevice> {
+        Self::open_adapter(choice, Some(options))
+    }
+
+    fn open_adapter(choice: AdapterChoice, options: Option<DeviceOptions>) -> DeviceResult<GpuDevice> {
         let mut adapters = adapters();
         if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
             let want = want.to_lowercase();
@@ -248,7 +261,9 @@ impl GpuDevice {
         let info = adapter.get_info();
         let key = adapter_key(&info);
         let mut reg = registry().lock().unwrap();
-        if let Some((_, dev)) = reg.iter().find(|(k, _)| *k == key) {
+        if options.is_none()
+            && let Some((_, dev)) = reg.iter().find(|(k, _)| *k == key)
+        {
             return Ok(dev.clone());
         }
         let limits = adapter.limits();
@@ -263,13 +278,18 @@ impl GpuDevice {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| DeviceError::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
-        let dev = GpuDevice::build(device, queue, AdapterSummary::of(&info));
-        reg.push((key, dev.clone()));
+        let shared = options.is_none();
+        let dev =
+            GpuDevice::build(device, queue, AdapterSummary::of(&info), options.unwrap_or_else(DeviceOptions::from_env));
+        if shared {
+            reg.push((key, dev.clone()));
+        }
         Ok(dev)
     }
 
     /// Wraps a wgpu device and queue that the application already owns, so that kiln trains
     /// on the application's GPU. kiln records into its own encoders and submits to this queue.
+    /// Options: [`DeviceOptions::from_env`] (change them with [`GpuDevice::set_options`]).
     pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> GpuDevice {
         let summary = AdapterSummary {
             name: "application wgpu device".into(),
@@ -277,10 +297,10 @@ impl GpuDevice {
             device_type: "external".into(),
             driver: String::new(),
         };
-        GpuDevice::build(device, queue, summary)
+        GpuDevice::build(device, queue, summary, DeviceOptions::from_env())
     }
 
-    fn build(device: wgpu::Device, queue: wgpu::Queue, summary: AdapterSummary) -> GpuDevice {
+    fn build(device: wgpu::Device, queue: wgpu::Queue, summary: AdapterSummary, options: DeviceOptions) -> GpuDevice {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let slot = error.clone();
@@ -292,9 +312,8 @@ impl GpuDevice {
         }));
         let limits = device.limits();
         let info = device.adapter_info();
-        let wide = device.features().contains(wgpu::Features::SHADER_INT64)
-            && info.device_type == wgpu::DeviceType::Cpu
-            && std::env::var("KILN_WIDE").as_deref() != Ok("0");
+        let wide_capable =
+            device.features().contains(wgpu::Features::SHADER_INT64) && info.device_type == wgpu::DeviceType::Cpu;
         let row_matmul = device.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size >= 8
             && info.device_type == wgpu::DeviceType::Cpu;
@@ -331,8 +350,8 @@ impl GpuDevice {
                 dummies,
                 error,
                 dispatched: AtomicU64::new(0),
-                epilogues: std::sync::atomic::AtomicBool::new(crate::fuse::epilogues_default()),
-                wide,
+                wide_capable,
+                options: std::sync::RwLock::new((options.clone(), options.wide && wide_capable)),
             }),
         }
     }
@@ -374,19 +393,48 @@ impl GpuDevice {
         &self.inner.queue
     }
 
+    /// The device's options.
+    pub fn options(&self) -> DeviceOptions {
+        self.inner.options.read().unwrap().0.clone()
+    }
+
+    /// Changes the device's options. Work already recorded is not affected; kernels compiled
+    /// under other options are dropped from the caches.
+    pub fn set_options(&self, options: DeviceOptions) -> DeviceResult<()> {
+        let mut p = self.inner.pending.lock().unwrap();
+        self.close_chain(&mut p)?;
+        let wide = options.wide && self.inner.wide_capable;
+        *self.inner.options.write().unwrap() = (options, wide);
+        self.inner.pipelines.lock().unwrap().clear();
+        self.inner.modules.lock().unwrap().clear();
+        self.inner.generated.lock().unwrap().clear();
+        Ok(())
+    }
+
+    /// Whether elementwise ops are fused (see [`crate::Fusion`]).
+    pub(crate) fn fusion(&self) -> Fusion {
+        self.inner.options.read().unwrap().0.fusion
+    }
+
+    /// Whether vec4 storage arrays are read and written as `vec2<u64>` (`wgsl::widen`).
+    pub(crate) fn wide(&self) -> bool {
+        self.inner.options.read().unwrap().1
+    }
+
     /// Whether the elementwise ops that follow a matmul run inside the matmul's kernel (a bias
-    /// add, a ReLU, a gradient's ReLU mask: one dispatch and one pass over the product less).
-    /// Applies to the subgroup kernels of software adapters ([`GpuDevice::row_matmul`]). Off by
-    /// default, or on with `KILN_FUSE=all`: on llvmpipe the saving is within noise (the MLP step
-    /// 20-28 ms either way) while each chain shape compiles a copy of its matmul kernel (the
-    /// digits example on a cold shader cache: 7.8 s -> 14 s). See PERFORMANCE.md.
+    /// add, a ReLU, a gradient's ReLU mask: one dispatch and one pass over the product less):
+    /// [`Fusion::WithEpilogues`], which this sets (on) or resets to `Elementwise` (off). Applies
+    /// to the subgroup kernels of software adapters ([`GpuDevice::row_matmul`]); off by default
+    /// because there it saves no measurable time while each chain shape compiles a copy of its
+    /// matmul kernel (PERFORMANCE.md).
     pub fn set_matmul_epilogues(&self, on: bool) {
-        self.inner.epilogues.store(on, Ordering::Relaxed);
+        let fusion = if on { Fusion::WithEpilogues } else { Fusion::Elementwise };
+        self.inner.options.write().unwrap().0.fusion = fusion;
     }
 
     /// Whether matmul epilogues are on (see [`GpuDevice::set_matmul_epilogues`]).
     pub fn matmul_epilogues(&self) -> bool {
-        self.inner.epilogues.load(Ordering::Relaxed)
+        self.fusion() == Fusion::WithEpilogues
     }
 
     /// Buffer pool counters.
@@ -436,13 +484,10 @@ impl GpuDevice {
                 .entry(family)
                 .or_insert_with(|| {
                     let source = match family {
-                        // The vec4 arrays of the elementwise, reduction, optimizer and subgroup
-                        // matmul kernels, read and written as vec2<u64> on a software adapter
-                        // (the tiled matmul kernels are written for real GPUs).
-                        Family::Unary | Family::Binary | Family::Reduce | Family::Optim | Family::MatmulRows
-                            if self.inner.wide =>
-                        {
-                            crate::shaders::widen(family.source()).into()
+                        // The vec4 arrays of the elementwise, reduction and optimizer kernels,
+                        // read and written as vec2<u64> on a software adapter.
+                        Family::Unary | Family::Binary | Family::Reduce | Family::Optim if self.wide() => {
+                            crate::wgsl::widen(family.source()).into()
                         }
                         _ => family.source().into(),
                     };
@@ -459,27 +504,55 @@ impl GpuDevice {
         Ok(entry_arc)
     }
 
-    /// The cached pipeline of a generated kernel (see `fuse/`) whose structure is `key`: on
-    /// a miss, `source()`'s entry point `entry` with `storage` read-write storage bindings and
-    /// then the uniform.
+    /// The cached pipeline of a matmul kernel: a generated module for the subgroup kernels
+    /// (widened on a software adapter) and the vec4 tiles, `matmul.wgsl` for the scalar blocks.
+    pub(crate) fn matmul_pipeline(&self, kernel: MatmulKernel) -> DeviceResult<Arc<PipelineEntry>> {
+        match kernel {
+            MatmulKernel::Scalar(ScalarKernel::Block4) => self.pipeline(Family::Matmul, "matmul", &[]),
+            MatmulKernel::Scalar(ScalarKernel::Block8) => self.pipeline(Family::Matmul, "matmul8", &[]),
+            MatmulKernel::Rows(k) => {
+                let key = [u32::MAX - 10, k.form as u32, k.rows as u32, k.tiles as u32];
+                let source = || Ok(if self.wide() { crate::wgsl::widen(&k.source()) } else { k.source() });
+                self.generated_pipeline(&key, source, &k.name(), (2, 1))
+            }
+            MatmulKernel::Tiles(k) => {
+                let key = [u32::MAX - 11, k.form as u32, k.rows as u32];
+                self.generated_pipeline(&key, || Ok(k.source()), &k.name(), (2, 1))
+            }
+        }
+    }
+
+    /// The cached pipeline of a generated kernel whose structure is `key`: on a miss,
+    /// `source()`'s entry point `entry`, with `ro` read-only and `rw` read-write storage
+    /// bindings, then the uniform. With [`DeviceOptions::dump_wgsl`] the source is also
+    /// written there as `<entry>-<hash of key>.wgsl`.
     pub(crate) fn generated_pipeline(
         &self,
         key: &[u32],
         source: impl FnOnce() -> DeviceResult<String>,
-        entry: &'static str,
-        storage: u32,
+        entry: &str,
+        (ro, rw): (u32, u32),
     ) -> DeviceResult<Arc<PipelineEntry>> {
         if let Some(p) = self.inner.generated.lock().unwrap().get(key) {
             return Ok(p.clone());
         }
         let source = source()?;
+        if let Some(dir) = self.inner.options.read().unwrap().0.dump_wgsl.as_ref() {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            let path = dir.join(format!("{entry}-{:016x}.wgsl", h.finish()));
+            std::fs::create_dir_all(dir)
+                .and_then(|_| std::fs::write(&path, &source))
+                .map_err(|e| DeviceError::Wgpu(format!("dump_wgsl: {}: {e}", path.display())))?;
+        }
         let dev = &self.inner.device;
         let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("generated kernel"),
+            label: Some(entry),
             source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
         });
-        let built = self.build_pipeline("generated kernel", &module, (0, storage), entry, &[]);
+        let built = self.build_pipeline("generated kernel", &module, (ro, rw), entry, &[]);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(DeviceError::Wgpu(format!("generated kernel {entry}: {e}")));
         }
@@ -495,7 +568,7 @@ impl GpuDevice {
         label: &str,
         module: &wgpu::ShaderModule,
         (ro, rw): (u32, u32),
-        entry: &'static str,
+        entry: &str,
         constants: &[(&'static str, u32)],
     ) -> DeviceResult<PipelineEntry> {
         let dev = &self.inner.device;

@@ -8,8 +8,10 @@
 //! kernel first); nothing is submitted until a read-back, [`GpuDevice::synchronize`], or a full
 //! batch.
 //!
-//! The WGSL sources live in the workspace's `shaders/` folder, one file per kernel family, and are
-//! compiled into this crate with `include_str!` (see [`shaders`]).
+//! The hand-written WGSL sources live in the crate's `shaders/` folder (the workspace's top-level
+//! `shaders/` links to it), one file per kernel family, compiled in with `include_str!`; kernels
+//! that vary by tile shape are generated from typed descriptions (see [`wgsl`]). What a device's
+//! kernels may do (fusion, matmul kernel policy, wide access) is its [`DeviceOptions`].
 
 #![warn(missing_docs)]
 
@@ -19,13 +21,15 @@ mod epilogue;
 mod error;
 mod fuse;
 pub mod kernels;
+mod options;
 mod pool;
-pub mod shaders;
+pub mod wgsl;
 
 pub use wgpu;
 
 pub use context::{AdapterChoice, AdapterReport, AdapterSummary, GpuDevice, adapter_reports, list_adapters};
 pub use error::{DeviceError, DeviceResult};
+pub use options::{DeviceOptions, Fusion, MatmulPolicy};
 pub use pool::{GpuBuffer, PoolStats};
 
 /// The hint printed when no adapter can be found.

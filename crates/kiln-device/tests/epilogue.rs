@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{add, close, f32s, private_device, ramp, upload};
-use kiln_device::GpuDevice;
+use common::{add, close, f32s, private_device, private_device_with, ramp, upload};
 use kiln_device::kernels::{self, BinaryOp, MatmulDesc, UnaryOp};
+use kiln_device::{DeviceOptions, Fusion, GpuDevice};
 
 /// How the product reads its operands.
 #[derive(Debug, Clone, Copy)]
@@ -49,9 +49,9 @@ fn product(m: usize, k: usize, n: usize, layout: Layout) -> (Vec<f32>, Vec<f32>,
 /// A device of its own with epilogues on.
 fn epilogue_device() -> Option<GpuDevice> {
     let d = private_device()?;
-    assert!(!d.matmul_epilogues() || std::env::var("KILN_FUSE").as_deref() == Ok("all"), "off by default");
-    d.set_matmul_epilogues(true);
-    Some(d)
+    assert!(!d.matmul_epilogues(), "off by default");
+    drop(d);
+    private_device_with(DeviceOptions { fusion: Fusion::WithEpilogues, ..Default::default() })
 }
 
 /// Dispatches recorded by `f`, after everything before it has run.

@@ -19,19 +19,22 @@
 //!
 //! Why it pays: on a software adapter each dispatch costs a thread hand-off of 10-50 us whatever
 //! it computes; on a real GPU each costs a launch and a round trip of every intermediate through
-//! memory. `KILN_FUSE=0` (read once per process) turns fusion off; `KILN_FUSE=all` also runs the
-//! ops that follow a matmul in the matmul's kernel (`epilogue.rs`, off by default).
+//! memory. [`crate::Fusion::Off`] turns fusion off; [`crate::Fusion::WithEpilogues`] also runs
+//! the ops that follow a matmul in the matmul's kernel (`epilogue.rs`, off by default).
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::batch::Pending;
 use crate::context::{GpuDevice, PipelineEntry};
-use crate::epilogue::{Head, HeadKernel};
+use crate::epilogue::Head;
 use crate::error::DeviceResult;
 use crate::kernels::{BinaryOp, UnaryOp, grid_threads};
+use crate::options::Fusion;
 use crate::pool::GpuBuffer;
+use crate::wgsl::matmul_rows::{Epilogue, RowKernel};
+use crate::wgsl::ops_prelude;
 
 /// Ops per fused kernel: one scalar slot each in [`FusedParams::alpha`].
 const MAX_NODES: usize = 32;
@@ -45,57 +48,7 @@ const MAX_SLOTS: usize = 16;
 const FOUR_MIN: usize = 16384;
 
 /// The kernel template: `//@BINDINGS` and `//@BODY` are replaced.
-const TEMPLATE: &str = include_str!("../../../../shaders/fused.wgsl");
-/// The op definitions; a generated kernel gets the functions it calls, and their helpers.
-const OPS: &str = include_str!("../../../../shaders/ops.wgsl");
-
-/// The text of function `name` in `ops.wgsl` (from `fn name(` to its closing brace: the end of
-/// the line for a one-line function, else the next line that is just `}`).
-fn ops_function(name: &str) -> Option<&'static str> {
-    let start = OPS.find(&format!("\nfn {name}("))? + 1;
-    let rest = &OPS[start..];
-    let line = rest.split_inclusive('\n').next()?;
-    let len = if line.trim_end().ends_with('}') { line.len() } else { rest.find("\n}\n")? + 3 };
-    Some(&rest[..len])
-}
-
-/// The definitions of the `ops.wgsl` functions `names`, each after the helpers it calls.
-fn ops_prelude(names: &[&str]) -> String {
-    fn add(name: &str, out: &mut Vec<&'static str>) {
-        let Some(text) = ops_function(name) else { return };
-        if out.contains(&text) {
-            return;
-        }
-        let body = &text[text.find('{').unwrap_or(0)..];
-        for helper in OPS.lines().filter_map(|l| l.strip_prefix("fn ")).filter_map(|l| l.split('(').next()) {
-            if helper != name && body.contains(&format!("{helper}(")) {
-                add(helper, out);
-            }
-        }
-        out.push(text);
-    }
-    let mut out = Vec::new();
-    for n in names {
-        add(n, &mut out);
-    }
-    out.concat()
-}
-
-/// The `KILN_FUSE` setting, read once per process.
-fn setting() -> &'static str {
-    static ON: OnceLock<String> = OnceLock::new();
-    ON.get_or_init(|| std::env::var("KILN_FUSE").unwrap_or_default())
-}
-
-/// Whether elementwise chains are fused: unless `KILN_FUSE=0`.
-pub(crate) fn enabled() -> bool {
-    setting() != "0"
-}
-
-/// Whether a new device runs matmul epilogues (`epilogue.rs`): with `KILN_FUSE=all`.
-pub(crate) fn epilogues_default() -> bool {
-    setting() == "all"
-}
+const TEMPLATE: &str = include_str!("../../shaders/fused.wgsl");
 
 /// How an operand's elements line up with the elements of the op's (contiguous) output, viewed
 /// as rows of `cols` elements.
@@ -395,7 +348,7 @@ pub(crate) struct Plan {
     /// Four elements per invocation.
     pub(crate) four: bool,
     /// The matmul kernel the chain runs at the end of, if any.
-    pub(crate) head: Option<HeadKernel>,
+    pub(crate) head: Option<RowKernel>,
     /// Storage bindings (then the uniform).
     pub(crate) slots: usize,
     /// (input number, slot, index map) per input read; the input number picks its column count.
@@ -412,8 +365,7 @@ impl Plan {
     fn key(&self) -> Vec<u32> {
         let mut key = vec![self.four as u32, self.slots as u32];
         if let Some(h) = self.head {
-            key.extend([u32::MAX - 2, h.rows, h.cols]);
-            key.extend(h.entry.bytes().map(u32::from));
+            key.extend([u32::MAX - 2, h.form as u32, h.rows as u32, h.tiles as u32]);
         }
         for &(j, s, index) in &self.loads {
             let tag = match index {
@@ -452,7 +404,9 @@ impl Plan {
     /// epilogue the matmul kernel with the chain in its stores (`epilogue.rs`).
     fn source(&self) -> DeviceResult<String> {
         if let Some(h) = self.head {
-            return crate::epilogue::source(self, h);
+            let (prelude, body) = (self.prelude(), self.body(&|s| format!("s{s}"), ""));
+            let epi = Epilogue { prelude: &prelude, slots: self.slots, four: self.four, body: &body };
+            return Ok(h.source_with(Some(&epi)));
         }
         let ty = self.ty();
         let mut bindings: Vec<String> = (0..self.slots)
@@ -547,7 +501,7 @@ impl GpuDevice {
         out: &mut GpuBuffer,
     ) -> DeviceResult<()> {
         let mut p = self.inner.pending.lock().unwrap();
-        let Some(f) = fusable.filter(|f| enabled() && f.n > 0) else {
+        let Some(f) = fusable.filter(|f| self.fusion() != Fusion::Off && f.n > 0) else {
             self.close_chain(&mut p)?;
             return self.record_launch(&mut p, launch(self, out.raw().clone())?);
         };
@@ -579,7 +533,7 @@ impl GpuDevice {
     /// A generated kernel's source as this device compiles it (`shaders::widen` on a software
     /// adapter with 64-bit integers).
     fn widened(&self, source: DeviceResult<String>) -> DeviceResult<String> {
-        source.map(|s| if self.inner.wide { crate::shaders::widen(&s) } else { s })
+        source.map(|s| if self.wide() { crate::wgsl::widen(&s) } else { s })
     }
 
     /// Records an op's own launch (the batch locked, any open chain closed).
@@ -611,16 +565,21 @@ impl GpuDevice {
             // The matmul's uniform, then the chain's column counts and scalars.
             let mut params = h.params.clone();
             params.extend_from_slice(&bytemuck::bytes_of(&k.params)[16..]);
+            let name = h.kernel.name();
             let pipe = self.generated_pipeline(
                 &k.plan.key(),
                 || self.widened(k.plan.source()),
-                h.kernel.entry,
-                k.slots.len() as u32,
+                &name,
+                (0, k.slots.len() as u32),
             )?;
             return self.record_locked(p, &pipe, &bufs, &params, h.groups);
         }
-        let pipe =
-            self.generated_pipeline(&k.plan.key(), || self.widened(k.plan.source()), "fused", k.slots.len() as u32)?;
+        let pipe = self.generated_pipeline(
+            &k.plan.key(),
+            || self.widened(k.plan.source()),
+            "fused",
+            (0, k.slots.len() as u32),
+        )?;
         self.record_locked(p, &pipe, &bufs, bytemuck::bytes_of(&k.params), grid_threads(self, k.threads)?)
     }
 }

@@ -2,6 +2,7 @@
 //! preludes hold their helpers, index maps from strides.
 
 use super::*;
+use crate::wgsl::ops_function;
 
 /// Parses and validates `src` with naga under `caps` (subgroup operations allowed where `caps`
 /// has SUBGROUP), panicking with `what` and naga's report.
@@ -55,14 +56,14 @@ fn generated_kernels_validate() {
             validate(&src, naga::valid::Capabilities::empty(), "fused");
             assert!(src.contains("fn fused(") && !src.contains("//@"), "{src}");
             // As a software adapter compiles it (vec4 arrays as vec2<u64>).
-            let wide = crate::shaders::widen(&src);
+            let wide = crate::wgsl::widen(&src);
             validate(&wide, naga::valid::Capabilities::SHADER_INT64, "widened fused");
             assert_eq!(wide.contains("pack4("), four, "{wide}");
         }
     }
 }
 
-/// Matmul epilogues parse and validate for every kernel of matmul_rows.wgsl, in both
+/// Matmul epilogues parse and validate for every subgroup kernel the picker can choose, in both
 /// widths, with every kind of input.
 #[test]
 fn epilogue_kernels_validate() {
@@ -74,11 +75,14 @@ fn epilogue_kernels_validate() {
         (4, NodeOp::Binary(BinaryOp::Mul), vec![Val::Node(3), Val::Input(2)]),
         (5, NodeOp::Binary(BinaryOp::Sub), vec![Val::Node(4), Val::Input(3)]),
     ];
-    // The block's size shapes only the loop's constants.
-    let heads: Vec<HeadKernel> = crate::epilogue::tests::kernel_names()
+    let heads: Vec<RowKernel> = crate::kernels::matmul::reachable_kernels()
         .into_iter()
-        .map(|entry| HeadKernel { entry, rows: 32, cols: 64 })
+        .filter_map(|k| match k {
+            crate::wgsl::matmul::MatmulKernel::Rows(k) => Some(k),
+            _ => None,
+        })
         .collect();
+    assert!(heads.len() >= 10, "{heads:?}");
     for &h in &heads {
         for four in [false, true] {
             let plan = Plan {
@@ -91,9 +95,10 @@ fn epilogue_kernels_validate() {
             };
             let src = plan.source().unwrap();
             validate(&src, naga::valid::Capabilities::all(), &format!("{h:?}"));
-            assert_eq!(src.matches(&format!("fn {}(", h.entry)).count(), 1);
+            assert_eq!(src.matches("@compute").count(), 1);
+            assert_eq!(src.matches(&format!("fn {}(", h.name())).count(), 1);
             assert_eq!(src.matches("let v0 = v;").count(), 1, "the chain once, after the stores");
-            validate(&crate::shaders::widen(&src), naga::valid::Capabilities::all(), &format!("widened {h:?}"));
+            validate(&crate::wgsl::widen(&src), naga::valid::Capabilities::all(), &format!("widened {h:?}"));
         }
     }
     let keys: Vec<Vec<u32>> = heads
@@ -107,7 +112,7 @@ fn epilogue_kernels_validate() {
 /// calls for the op's number, so fused and unfused launches compute the same thing.
 #[test]
 fn op_functions_match_the_switches() {
-    let ops = include_str!("../../../../shaders/ops.wgsl");
+    let ops = crate::wgsl::OPS;
     for op in UnaryOp::ALL {
         let f = op.wgsl_fn();
         assert!(ops.contains(&format!("fn {f}(v: f32, a: f32) -> f32")), "{op:?}");

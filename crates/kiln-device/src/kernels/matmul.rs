@@ -1,16 +1,18 @@
-//! The matmul launcher and its kernel choice: the subgroup kernels of `matmul_rows.wgsl` on
-//! software adapters, the vec4 tiles of `matmul_vec4.wgsl` and the scalar blocks of
-//! `matmul.wgsl` elsewhere.
+//! The matmul launcher and its kernel choice: the generated subgroup kernels on software
+//! adapters, the generated vec4 tiles and the scalar blocks of `matmul.wgsl` elsewhere.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::u32_of;
 use crate::context::GpuDevice;
-use crate::epilogue::{Head, HeadKernel};
+use crate::epilogue::Head;
 use crate::error::{DeviceError, DeviceResult};
 use crate::fuse::Launch;
+use crate::options::MatmulPolicy;
 use crate::pool::GpuBuffer;
-use crate::shaders::Family;
+use crate::wgsl::matmul::{MatmulKernel, ScalarKernel};
+use crate::wgsl::matmul_rows::{RowForm, RowKernel};
+use crate::wgsl::matmul_tiles::{TileForm, TileKernel};
 
 /// How `matmul` reads its operands: `C[z]` (m x n, contiguous) = `op(A[z])` (m x k) * `op(B[z])` (k x n).
 /// Strides are in elements; `*_rs`/`*_cs` step one row/column of op(X), `*_bs` one batch
@@ -87,10 +89,11 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
         c_bs: u(d.m * d.n)?,
         pad3: [0; 3],
     };
-    let v = matmul_variant(d, dev.row_matmul());
+    let kernel = choose_kernel(d, dev.row_matmul(), dev.options().matmul);
+    let (rows, cols) = kernel.block();
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
-    let gx = d.n.div_ceil(v.cols);
-    let gy = d.m.div_ceil(v.rows);
+    let gx = d.n.div_ceil(cols);
+    let gy = d.m.div_ceil(rows);
     if gx > max || gy > max || d.batch > max {
         return Err(DeviceError::Launch {
             op: "matmul",
@@ -101,53 +104,33 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
     let params = bytemuck::bytes_of(&params).to_vec();
     let (ra, rb) = (a.raw().clone(), b.raw().clone());
     // The subgroup kernels can take the elementwise ops that follow into their stores.
-    let head = (v.family == Family::MatmulRows).then(|| Head {
-        kernel: HeadKernel { entry: v.entry, rows: v.rows as u32, cols: v.cols as u32 },
-        a: ra.clone(),
-        b: rb.clone(),
-        params: params.clone(),
-        groups,
-        four: d.n % 4 == 0,
-    });
-    let (family, entry) = (v.family, v.entry);
+    let head = match kernel {
+        MatmulKernel::Rows(k) => {
+            Some(Head { kernel: k, a: ra.clone(), b: rb.clone(), params: params.clone(), groups, four: d.n % 4 == 0 })
+        }
+        _ => None,
+    };
     let launch = Box::new(move |dev: &GpuDevice, out: wgpu::Buffer| {
-        let pipe = dev.pipeline(family, entry, &[])?;
+        let pipe = dev.matmul_pipeline(kernel)?;
         Ok(Launch { pipe, bufs: vec![ra, rb, out], params, groups })
     });
     dev.matmul_launch(launch, head, out_len, &mut out)?;
     Ok(out)
 }
 
-/// A matmul kernel and the block of C each workgroup computes.
-struct MatmulVariant {
-    family: Family,
-    entry: &'static str,
-    /// Columns and rows of C per workgroup.
-    cols: usize,
-    rows: usize,
-}
-
-impl MatmulVariant {
-    fn new(family: Family, entry: &'static str, cols: usize, rows: usize) -> Self {
-        MatmulVariant { family, entry, cols, rows }
-    }
-}
-
-/// Picks the kernel for a product. On a software adapter with subgroups (`rows`), the subgroup
-/// kernels of `matmul_rows.wgsl` whenever the layout allows; elsewhere vec4 loads when the
-/// contracted dim is contiguous and 4-aligned, 16-row tiles once M can fill them, 8x8 blocks
-/// when the output is large enough to keep the grid busy, else 4x4 blocks.
-/// `KILN_MATMUL=tiles` skips the subgroup kernels, `KILN_MATMUL=r8` takes their 64-row blocks,
-/// `KILN_MATMUL=nn32` keeps `nn` products at 32 columns per subgroup, and
-/// `KILN_MATMUL=scalar4|scalar8` forces a scalar kernel (for benchmarks and tests).
-fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
-    use Family::{Matmul, MatmulRows, MatmulVec4};
-    // Read once per process: this runs on every matmul launch.
-    static FORCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let force = FORCE.get_or_init(|| std::env::var("KILN_MATMUL").unwrap_or_default());
-    match force.as_str() {
-        "scalar4" => return MatmulVariant::new(Matmul, "matmul", 32, 32),
-        "scalar8" => return MatmulVariant::new(Matmul, "matmul8", 64, 64),
+/// Picks the kernel for a product: a pure function of the problem, whether the adapter runs the
+/// subgroup kernels (`rows`: a software adapter with subgroups of 8+ lanes and 64-bit integers)
+/// and the device's [`MatmulPolicy`]. With `rows`, the subgroup kernels whenever the layout
+/// allows; elsewhere vec4 tiles when the contracted dim is contiguous and 4-aligned (16-row tiles
+/// once M can fill them), 8x8 scalar blocks when the output is large enough to keep the grid
+/// busy, else 4x4 blocks.
+pub fn choose_kernel(d: &MatmulDesc, rows: bool, policy: MatmulPolicy) -> MatmulKernel {
+    use MatmulKernel::{Rows, Scalar, Tiles};
+    use RowForm::{Cols, Nn, Nn1, Nt, Tn};
+    let row = |form, r, t| Rows(RowKernel::new(form, r, t));
+    match policy {
+        MatmulPolicy::Scalar4 => return Scalar(ScalarKernel::Block4),
+        MatmulPolicy::Scalar8 => return Scalar(ScalarKernel::Block8),
         _ => {}
     }
     // A [M, K] with K contiguous; A read transposed from [K, M] with M contiguous.
@@ -156,85 +139,183 @@ fn matmul_variant(d: &MatmulDesc, rows: bool) -> MatmulVariant {
     // B [K, N] with N contiguous; B read transposed from [N, K] with K contiguous.
     let b4 = d.b_cs == 1 && d.n % 4 == 0 && d.b_rs % 4 == 0 && d.b_bs % 4 == 0;
     let bt4 = d.b_rs == 1 && d.k % 4 == 0 && d.b_cs % 4 == 0 && d.b_bs % 4 == 0;
-    if rows && force != "tiles" && d.m <= 16 && !a4 && b4 && d.n >= 64 {
+    let rows = rows && policy != MatmulPolicy::Tiles;
+    if rows && d.m <= 16 && !a4 && b4 && d.n >= 64 {
         // A thin product whose A cannot be read by vec4 (the weight gradient of a 10-row
         // weight): lanes own columns and share A's few rows.
-        return MatmulVariant::new(MatmulRows, "cols_m16t2", 64, 16);
+        return row(Cols, 16, 2);
     }
-    if rows && force != "tiles" && d.m >= 32 {
-        // Four rows per lane (32-row blocks); KILN_MATMUL=r8 takes the 64-row blocks of eight
-        // rows per lane instead. On the 2-core AMD EPYC of 2026-11-30 four rows won everywhere:
-        // n=1024 61-63 -> 76-79 GFLOP/s, the MLP's products 57-64 -> 73-86 (PERFORMANCE.md).
-        let r8 = force == "r8";
-        let pick = |four: &'static str, eight: &'static str, cols: usize| {
-            if r8 {
-                MatmulVariant::new(MatmulRows, eight, cols, 64)
-            } else {
-                MatmulVariant::new(MatmulRows, four, cols, 32)
-            }
-        };
+    if rows && d.m >= 32 {
+        // Four rows per lane (32-row blocks) unless Rows8: four won on every product measured.
+        let r = if policy == MatmulPolicy::Rows8 { 8 } else { 4 };
         if a4 && b4 && d.n >= 16 {
-            // 64 columns per subgroup from 64 columns up (n=1024 with 8 rows: 49 -> 60 GFLOP/s).
-            return if d.n >= 64 && force != "nn32" {
-                pick("nn_r4t2", "nn_r8t2", 64)
-            } else {
-                pick("nn_r4t1", "nn_r8t1", 32)
-            };
+            // 64 columns per subgroup from 64 columns up.
+            return row(Nn, r, if d.n >= 64 && policy != MatmulPolicy::Nn32 { 2 } else { 1 });
         }
         if a4 && bt4 {
-            // 64 columns from 64 up (with 8 rows: the MLP's x.W1^T 56 -> 64 GFLOP/s).
             return if d.n >= 64 {
-                pick("nt_r4t8", "nt_r8t8", 64)
+                row(Nt, r, 8)
             } else if d.n > 16 {
-                pick("nt_r4t4", "nt_r8t4", 32)
+                row(Nt, r, 4)
             } else {
-                // Eight rows per lane here either way (the MLP's h.W3^T, 256x10x512: 19-23
-                // GFLOP/s against 15-21 with four).
-                MatmulVariant::new(MatmulRows, "nt_r8t2", 16, 64)
+                // Eight rows per lane here either way (the MLP's h.W3^T, 256x10x512).
+                row(Nt, 8, 2)
             };
         }
         if at4 && b4 && d.n >= 16 {
-            // From 64 columns up, 64 rows x 32 columns (the MLP's weight gradients, three
-            // interleaved runs: 80-85 GFLOP/s with 32 x 64, 85-87 with 64 x 32, 58-62 with 64 x 64).
-            return if d.n >= 64 {
-                if r8 {
-                    MatmulVariant::new(MatmulRows, "tn_r8t2", 64, 64)
-                } else {
-                    MatmulVariant::new(MatmulRows, "tn_r8t1", 32, 64)
-                }
-            } else {
-                pick("tn_r4t1", "tn_r8t1", 32)
+            // From 64 columns up, 64 rows x 32 columns (the MLP's weight gradients).
+            return match (d.n >= 64, r) {
+                (true, 8) => row(Tn, 8, 2),
+                (true, _) => row(Tn, 8, 1),
+                (false, _) => row(Tn, r, 1),
             };
         }
         if b4 && d.n >= 64 {
             // Any other A (a K such as 10): one value of K at a time, A by scalar loads.
-            return pick("nn1_r4t2", "nn1_r8t2", 64);
+            return row(Nn1, r, 2);
         }
     }
     let big = d.m >= 32 && d.n >= 32;
     // 16-row tiles once M can fill them.
-    let tall = d.m >= 64;
+    let tall = if d.m >= 64 { 16 } else { 8 };
     if big && a4 && b4 {
-        return if tall {
-            MatmulVariant::new(MatmulVec4, "nn16", 64, 128)
-        } else {
-            MatmulVariant::new(MatmulVec4, "nn", 64, 64)
-        };
+        return Tiles(TileKernel::new(TileForm::Nn, tall));
     }
     if big && a4 && bt4 {
-        return if tall {
-            MatmulVariant::new(MatmulVec4, "nt16", 64, 128)
-        } else {
-            MatmulVariant::new(MatmulVec4, "nt", 64, 64)
-        };
+        return Tiles(TileKernel::new(TileForm::Nt, tall));
     }
     // A transposed times B plain: the weight gradient.
     if big && at4 && b4 {
-        return MatmulVariant::new(MatmulVec4, "tn", 64, 64);
+        return Tiles(TileKernel::new(TileForm::Tn, 8));
     }
-    if d.m >= 64 && d.n >= 64 {
-        MatmulVariant::new(Matmul, "matmul8", 64, 64)
-    } else {
-        MatmulVariant::new(Matmul, "matmul", 32, 32)
+    if d.m >= 64 && d.n >= 64 { Scalar(ScalarKernel::Block8) } else { Scalar(ScalarKernel::Block4) }
+}
+
+/// Every kernel [`choose_kernel`] returns for some problem, adapter and policy (found by running
+/// it over problems that reach each of its branches): what validation tests and snapshots cover.
+pub fn reachable_kernels() -> Vec<MatmulKernel> {
+    let policies = [
+        MatmulPolicy::Auto,
+        MatmulPolicy::Tiles,
+        MatmulPolicy::Rows8,
+        MatmulPolicy::Nn32,
+        MatmulPolicy::Scalar4,
+        MatmulPolicy::Scalar8,
+    ];
+    let sizes = [1, 10, 16, 17, 32, 64, 100, 256];
+    let mut out: Vec<MatmulKernel> = Vec::new();
+    for rows in [false, true] {
+        for policy in policies {
+            for &m in &sizes {
+                for &n in &sizes {
+                    for &k in &[3, 4, 10, 64] {
+                        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                            let d = MatmulDesc::plain(m, n, k, ta, tb);
+                            let kernel = choose_kernel(&d, rows, policy);
+                            if !out.contains(&kernel) {
+                                out.push(kernel);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl MatmulDesc {
+    /// One contiguous product of op(A) (m x k) and op(B) (k x n), A stored [k, m] when `ta`, B
+    /// stored [n, k] when `tb`.
+    pub fn plain(m: usize, n: usize, k: usize, ta: bool, tb: bool) -> MatmulDesc {
+        let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
+        let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
+        MatmulDesc { m, n, k, batch: 1, a_rs, a_cs, a_bs: m * k, b_rs, b_cs, b_bs: k * n }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(src: &str, what: &str) {
+        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(src)));
+        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+        v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all());
+        v.validate(&module).unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(src)));
+        assert_eq!(module.entry_points.len(), 1, "{what}: one entry point per module");
+    }
+
+    /// Every kernel the picker can choose is a valid description, and its source validates with
+    /// naga (the subgroup kernels also as a software adapter compiles them, widened).
+    #[test]
+    fn every_reachable_kernel_validates() {
+        let all = reachable_kernels();
+        let rows = all.iter().filter(|k| matches!(k, MatmulKernel::Rows(_))).count();
+        let tiles = all.iter().filter(|k| matches!(k, MatmulKernel::Tiles(_))).count();
+        assert!(rows >= 10 && tiles == 5 && all.len() == rows + tiles + 2, "{all:?}");
+        for k in all {
+            let src = match k {
+                MatmulKernel::Rows(r) => {
+                    assert!(r.valid(), "{r:?}");
+                    let wide = crate::wgsl::widen(&r.source());
+                    validate(&wide, &format!("widened {}", r.name()));
+                    r.source()
+                }
+                MatmulKernel::Tiles(t) => {
+                    assert!(t.valid(), "{t:?}");
+                    t.source()
+                }
+                MatmulKernel::Scalar(_) => continue,
+            };
+            validate(&src, &k.name());
+            assert!(src.contains(&format!("fn {}(", k.name())));
+        }
+    }
+
+    /// The choices for the products of the digits MLP (784-512-512-10, batch 256) and the
+    /// edges between forms, on a software adapter and elsewhere.
+    #[test]
+    fn choices() {
+        use MatmulKernel::{Rows, Scalar, Tiles};
+        let r = |form, rows, tiles| Rows(RowKernel::new(form, rows, tiles));
+        let auto = MatmulPolicy::Auto;
+        // x.W1^T (nt), g.W (nn), x^T.g (tn), thin products with N or M = 10.
+        assert_eq!(choose_kernel(&MatmulDesc::plain(256, 512, 784, false, true), true, auto), r(RowForm::Nt, 4, 8));
+        assert_eq!(choose_kernel(&MatmulDesc::plain(256, 784, 512, false, false), true, auto), r(RowForm::Nn, 4, 2));
+        assert_eq!(choose_kernel(&MatmulDesc::plain(512, 784, 256, true, false), true, auto), r(RowForm::Tn, 8, 1));
+        assert_eq!(choose_kernel(&MatmulDesc::plain(256, 10, 512, false, true), true, auto), r(RowForm::Nt, 8, 2));
+        assert_eq!(choose_kernel(&MatmulDesc::plain(256, 512, 10, false, false), true, auto), r(RowForm::Nn1, 4, 2));
+        assert_eq!(choose_kernel(&MatmulDesc::plain(10, 512, 256, true, false), true, auto), r(RowForm::Cols, 16, 2));
+        assert_eq!(
+            choose_kernel(&MatmulDesc::plain(256, 512, 784, false, true), true, MatmulPolicy::Rows8),
+            r(RowForm::Nt, 8, 8)
+        );
+        assert_eq!(
+            choose_kernel(&MatmulDesc::plain(256, 784, 512, false, false), true, MatmulPolicy::Nn32),
+            r(RowForm::Nn, 4, 1)
+        );
+        // Not a software adapter, or Tiles: the vec4 tiles, 16 rows from M = 64.
+        let tile = |form, rows| Tiles(TileKernel::new(form, rows));
+        assert_eq!(choose_kernel(&MatmulDesc::plain(256, 512, 784, false, true), false, auto), tile(TileForm::Nt, 16));
+        assert_eq!(
+            choose_kernel(&MatmulDesc::plain(32, 784, 512, false, false), true, MatmulPolicy::Tiles),
+            tile(TileForm::Nn, 8)
+        );
+        assert_eq!(choose_kernel(&MatmulDesc::plain(512, 784, 256, true, false), false, auto), tile(TileForm::Tn, 8));
+        // K = 3: no vec4 reads at all.
+        assert_eq!(
+            choose_kernel(&MatmulDesc::plain(64, 64, 3, false, false), false, auto),
+            Scalar(ScalarKernel::Block8)
+        );
+        assert_eq!(
+            choose_kernel(&MatmulDesc::plain(10, 64, 3, false, false), false, auto),
+            Scalar(ScalarKernel::Block4)
+        );
+        assert_eq!(
+            choose_kernel(&MatmulDesc::plain(256, 512, 784, false, true), true, MatmulPolicy::Scalar4),
+            Scalar(ScalarKernel::Block4)
+        );
     }
 }

@@ -8,9 +8,9 @@ use crate::context::GpuDevice;
 use crate::error::{DeviceError, DeviceResult};
 use crate::fuse::{Fusable, Index, Launch, NodeOp};
 use crate::pool::GpuBuffer;
-use crate::shaders::Family;
+use crate::wgsl::Family;
 
-mod matmul;
+pub mod matmul;
 pub use matmul::{MatmulDesc, matmul};
 
 /// The most dims a broadcasting or gathering kernel indexes (after merging).

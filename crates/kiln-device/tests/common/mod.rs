@@ -3,30 +3,26 @@
 #![allow(dead_code)]
 
 use kiln_device::kernels::{self, BinaryOp};
-use kiln_device::{GpuBuffer, GpuDevice, wgpu};
+use kiln_device::{AdapterChoice, DeviceOptions, GpuBuffer, GpuDevice};
 
-/// A device of its own (not the process-wide one other tests share), so that its dispatch
-/// counter counts only this test's work.
+/// A device of its own with the default options (not the process-wide one other tests share,
+/// and not what the environment chooses), so that its dispatch counter counts only this test's
+/// work.
 pub fn private_device() -> Option<GpuDevice> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
-    let adapter = pollster::block_on(instance.request_adapter(&Default::default()));
-    let adapter = match adapter {
-        Ok(a) => a,
+    private_device_with(DeviceOptions::default())
+}
+
+/// A device of its own with `options`; `None` (with a note) without an adapter, unless
+/// `KILN_REQUIRE_GPU=1`.
+pub fn private_device_with(options: DeviceOptions) -> Option<GpuDevice> {
+    match GpuDevice::open_with(AdapterChoice::Best, options) {
+        Ok(d) => Some(d),
         Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() != Ok("1") => {
             eprintln!("skipping: {e}");
-            return None;
+            None
         }
         Err(e) => panic!("KILN_REQUIRE_GPU=1 but {e}"),
-    };
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        // Subgroups and 64-bit integers where the adapter has them, as kiln's own device asks (the
-        // software adapter's matmul kernels need them).
-        required_features: adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64),
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))
-    .unwrap();
-    Some(GpuDevice::from_wgpu(device, queue))
+    }
 }
 
 pub fn upload(d: &GpuDevice, v: &[f32]) -> GpuBuffer {
