@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 
-use kiln_device::kernels::{BinaryOp, UnaryOp};
+use kiln_device::op::{BinaryOp, UnaryOp};
 
 use crate::error::{Error, Result};
 use crate::shape::split_at_dim;
@@ -106,53 +106,15 @@ impl Op {
     fn backward(&self, out: &Tensor, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let need = |i: usize| needs.get(i).copied().unwrap_or(true);
         Ok(match self {
-            Op::Unary { x, op, alpha } => {
-                let gx = match op {
-                    UnaryOp::Neg => g.neg()?,
-                    UnaryOp::Exp => g.mul(out)?,
-                    UnaryOp::Log => g.div(x)?,
-                    UnaryOp::Sqrt => g.div(out)?.mul_scalar(0.5)?,
-                    UnaryOp::Tanh => g.mul(&out.mul(out)?.rsub_scalar(1.0)?)?,
-                    UnaryOp::Sigmoid => g.mul(&out.mul(&out.rsub_scalar(1.0)?)?)?,
-                    UnaryOp::Relu => g.relu_backward(x)?,
-                    UnaryOp::AddScalar => g.clone(),
-                    UnaryOp::MulScalar => g.mul_scalar(*alpha)?,
-                    UnaryOp::DivScalar => g.div_scalar(*alpha)?,
-                    UnaryOp::PowScalar => g.mul(&x.powf(*alpha - 1.0)?.mul_scalar(*alpha)?)?,
-                    UnaryOp::Abs => g.mul(&x.gt_scalar(0.0)?.sub(&x.lt_scalar(0.0)?)?)?,
-                    UnaryOp::RsubScalar => g.neg()?,
-                    UnaryOp::Softplus => g.mul(&x.sigmoid()?)?,
-                    // Masks are not differentiable (their results never require grad).
-                    UnaryOp::Fill
-                    | UnaryOp::GtScalar
-                    | UnaryOp::LtScalar
-                    | UnaryOp::GeScalar
-                    | UnaryOp::LeScalar
-                    | UnaryOp::EqScalar => return Ok(vec![None]),
-                };
-                vec![Some(gx)]
-            }
+            // Elementwise ops: the derivatives of the op table (kiln-device's `op.rs`).
+            Op::Unary { x, op, alpha } => vec![unary_grad(*op, g, x, out, *alpha)?],
             Op::Binary { a, b, op } => {
                 let grad = |i: usize| -> Result<Option<Tensor>> {
                     if !need(i) {
                         return Ok(None);
                     }
-                    let gi = match (op, i) {
-                        (BinaryOp::Add, _) | (BinaryOp::Sub, 0) => g.clone(),
-                        (BinaryOp::Sub, _) => g.neg()?,
-                        (BinaryOp::Mul, 0) => g.mul(b)?,
-                        (BinaryOp::Mul, _) => g.mul(a)?,
-                        (BinaryOp::Div, 0) => g.div(b)?,
-                        (BinaryOp::Div, _) => g.mul(a)?.div(&b.mul(b)?)?.neg()?,
-                        (BinaryOp::Maximum | BinaryOp::Minimum, _) => {
-                            // Ties split the gradient evenly, as torch.maximum does.
-                            let (x, y) = if i == 0 { (a, b) } else { (b, a) };
-                            let wins = if *op == BinaryOp::Maximum { x.gt(y)? } else { x.lt(y)? };
-                            g.mul(&wins.add(&a.eq(b)?.mul_scalar(0.5)?)?)?
-                        }
-                        _ => return Ok(None),
-                    };
-                    Ok(Some(gi.sum_to_shape(if i == 0 { a.shape() } else { b.shape() })?))
+                    let gi = binary_grad(*op, i, g, a, b)?;
+                    gi.map(|gi| gi.sum_to_shape(if i == 0 { a.shape() } else { b.shape() })).transpose()
                 };
                 vec![grad(0)?, grad(1)?]
             }
@@ -359,3 +321,44 @@ impl Tensor {
         Ok(())
     }
 }
+
+/// `unary_grad(op, g, x, y, alpha)`: the gradient of a unary op's input from the op table's
+/// derivative (`None` for ops without one: masks and fills, whose results never require grad).
+macro_rules! unary_grads {
+    ($($(#[$doc:meta])* $name:ident : $wgsl:literal, $cpu:expr, [$($method:tt)*], [$($grad:expr)?];)*) => {
+        fn unary_grad(op: UnaryOp, g: &Tensor, x: &Tensor, y: &Tensor, alpha: f32) -> Result<Option<Tensor>> {
+            match op {
+                $(UnaryOp::$name => {
+                    $(
+                        let d: fn(&Tensor, &Tensor, &Tensor, f32) -> Result<Tensor> = $grad;
+                        return d(g, x, y, alpha).map(Some);
+                    )?
+                    #[allow(unreachable_code)]
+                    Ok(None)
+                })*
+            }
+        }
+    };
+}
+
+/// `binary_grad(op, i, g, a, b)`: the gradient of input `i` of a binary op (in the output's
+/// shape) from the op table's derivatives; `None` for ops without them.
+macro_rules! binary_grads {
+    ($($(#[$doc:meta])* $name:ident : $wgsl:literal, $cpu:expr, [$($method:tt)*], [$($ga:expr, $gb:expr)?];)*) => {
+        fn binary_grad(op: BinaryOp, i: usize, g: &Tensor, a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+            match op {
+                $(BinaryOp::$name => {
+                    $(
+                        let d: [fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>; 2] = [$ga, $gb];
+                        return d[i](g, a, b).map(Some);
+                    )?
+                    #[allow(unreachable_code)]
+                    Ok(None)
+                })*
+            }
+        }
+    };
+}
+
+kiln_device::unary_ops!(unary_grads);
+kiln_device::binary_ops!(binary_grads);

@@ -1,73 +1,12 @@
-//! CPU reference kernels. They mirror the WGSL kernels op for op (same op codes, same edge
-//! cases), so the two devices agree; sums accumulate in f64.
+//! CPU reference kernels. They mirror the WGSL kernels op for op (elementwise ops through the op
+//! table's scalar functions, `UnaryOp::eval` / `BinaryOp::eval`), so the two devices agree; sums
+//! accumulate in f64.
 
-use kiln_device::kernels::{BinaryOp, MatmulDesc, UnaryOp};
-
-/// x ^ a with PyTorch's meaning for negative bases (as `powf` in unary.wgsl).
-fn powf(v: f32, a: f32) -> f32 {
-    v.powf(a)
-}
-
-pub(crate) fn unary_scalar(op: UnaryOp, alpha: f32, v: f32) -> f32 {
-    let b = |c: bool| if c { 1.0 } else { 0.0 };
-    match op {
-        UnaryOp::Neg => -v,
-        UnaryOp::Exp => v.exp(),
-        UnaryOp::Log => v.ln(),
-        UnaryOp::Sqrt => v.sqrt(),
-        UnaryOp::Tanh => v.tanh(),
-        UnaryOp::Sigmoid => 1.0 / (1.0 + (-v).exp()),
-        // NOTE: relu(0) = 0 and the gradient at 0 is 0, as in PyTorch.
-        UnaryOp::Relu => {
-            if v > 0.0 {
-                v
-            } else {
-                0.0
-            }
-        }
-        UnaryOp::AddScalar => v + alpha,
-        UnaryOp::MulScalar => v * alpha,
-        UnaryOp::DivScalar => v / alpha,
-        UnaryOp::PowScalar => powf(v, alpha),
-        UnaryOp::GtScalar => b(v > alpha),
-        UnaryOp::LtScalar => b(v < alpha),
-        UnaryOp::GeScalar => b(v >= alpha),
-        UnaryOp::LeScalar => b(v <= alpha),
-        UnaryOp::EqScalar => b(v == alpha),
-        UnaryOp::Abs => v.abs(),
-        UnaryOp::RsubScalar => alpha - v,
-        UnaryOp::Fill => alpha,
-        UnaryOp::Softplus => v.max(0.0) + (1.0 + (-v.abs()).exp()).ln(),
-    }
-}
+use kiln_device::kernels::MatmulDesc;
+use kiln_device::op::{BinaryOp, UnaryOp};
 
 pub(crate) fn unary(op: UnaryOp, alpha: f32, x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| unary_scalar(op, alpha, v)).collect()
-}
-
-pub(crate) fn binary_scalar(op: BinaryOp, u: f32, v: f32) -> f32 {
-    let b = |c: bool| if c { 1.0 } else { 0.0 };
-    match op {
-        BinaryOp::Add => u + v,
-        BinaryOp::Sub => u - v,
-        BinaryOp::Mul => u * v,
-        BinaryOp::Div => u / v,
-        BinaryOp::Maximum => u.max(v),
-        BinaryOp::Minimum => u.min(v),
-        BinaryOp::Gt => b(u > v),
-        BinaryOp::Lt => b(u < v),
-        BinaryOp::Ge => b(u >= v),
-        BinaryOp::Le => b(u <= v),
-        BinaryOp::Eq => b(u == v),
-        BinaryOp::Ne => b(u != v),
-        BinaryOp::ReluBackward => {
-            if v > 0.0 {
-                u
-            } else {
-                0.0
-            }
-        }
-    }
+    x.iter().map(|&v| op.eval(v, alpha)).collect()
 }
 
 /// Visits the element offsets of a strided view in row-major order of `shape`.
@@ -96,7 +35,7 @@ fn for_each_offset(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(&[us
 
 pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32], shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<f32> {
     let mut out = Vec::with_capacity(shape.iter().product());
-    for_each_offset(shape, &[sa, sb], |o| out.push(binary_scalar(op, a[o[0]], b[o[1]])));
+    for_each_offset(shape, &[sa, sb], |o| out.push(op.eval(a[o[0]], b[o[1]])));
     out
 }
 

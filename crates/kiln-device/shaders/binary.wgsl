@@ -1,7 +1,8 @@
 // Binary elementwise family with NumPy broadcasting: out[i] = f(a[ia], b[ib]).
 // The output is contiguous with `rank` dims (at most 8, after the host has merged dims that need
 // no index arithmetic); a and b are read through per-dim strides in elements, 0 on a broadcast dim.
-// The op is the overridable constant OP (binary_f in ops.wgsl, prepended to this file).
+// The op is the overridable constant OP (binary_f, generated from the op table and prepended to
+// this file with the functions of ops.wgsl).
 // Comparison ops write 1.0 or 0.0. One and two dims (the common cases after merging) take paths
 // without per-element division.
 

@@ -1,7 +1,8 @@
 // Unary elementwise family: y[i] = f(x[i]) over contiguous f32 arrays, including the scalar
 // forms (x + alpha, x * alpha, x / alpha, x ^ alpha, comparison masks against alpha). The ops
-// themselves are unary_f in ops.wgsl, which is prepended to this file.
-// OP 18 fills y with alpha without reading x. The op is chosen by the pipeline-overridable
+// themselves are the functions of ops.wgsl, called through the generated unary_f switch; both
+// are prepended to this file. OP_FILL (generated too) fills y with alpha without reading x.
+// The op is chosen by the pipeline-overridable
 // constant OP, so each op compiles to its own branch-free pipeline. Large arrays use a 2-D grid: i = gid.x + gid.y * (groups_x * 256).
 
 struct Params {
@@ -23,7 +24,7 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     if (i >= p.n) {
         return;
     }
-    if (OP == 18u) {
+    if (OP == OP_FILL) {
         y[i] = p.alpha; // fill: x is not read
         return;
     }
@@ -41,7 +42,7 @@ fn unary4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if (i >= p.n / 4u) {
         return;
     }
-    if (OP == 18u) {
+    if (OP == OP_FILL) {
         y4[i] = vec4<f32>(p.alpha); // fill: x is not read
         return;
     }

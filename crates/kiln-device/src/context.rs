@@ -487,9 +487,9 @@ impl GpuDevice {
                         // The vec4 arrays of the elementwise, reduction and optimizer kernels,
                         // read and written as vec2<u64> on a software adapter.
                         Family::Unary | Family::Binary | Family::Reduce | Family::Optim if self.wide() => {
-                            crate::wgsl::widen(family.source()).into()
+                            crate::wgsl::widen(&family.source()).into()
                         }
-                        _ => family.source().into(),
+                        _ => family.source(),
                     };
                     self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(family.file()),

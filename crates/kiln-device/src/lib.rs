@@ -21,6 +21,7 @@ mod epilogue;
 mod error;
 mod fuse;
 pub mod kernels;
+pub mod op;
 mod options;
 mod pool;
 pub mod wgsl;

@@ -7,7 +7,8 @@
 mod common;
 
 use common::{add, close, f32s, private_device, private_device_with, ramp, upload};
-use kiln_device::kernels::{self, BinaryOp, MatmulDesc, UnaryOp};
+use kiln_device::kernels::{self, MatmulDesc};
+use kiln_device::op::{BinaryOp, UnaryOp};
 use kiln_device::{DeviceOptions, Fusion, GpuDevice};
 
 /// How the product reads its operands.

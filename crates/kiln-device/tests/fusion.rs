@@ -7,7 +7,8 @@ mod common;
 
 use common::{add, close, f32s, private_device, ramp, upload};
 use kiln_device::GpuBuffer;
-use kiln_device::kernels::{self, BinaryOp, UnaryOp};
+use kiln_device::kernels;
+use kiln_device::op::{BinaryOp, UnaryOp};
 
 #[test]
 fn chains_take_one_dispatch_per_kernel_and_dropped_results_none() {

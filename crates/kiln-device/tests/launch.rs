@@ -1,6 +1,7 @@
 //! Launcher smoke tests on a real adapter (skipped without one unless KILN_REQUIRE_GPU=1).
 
-use kiln_device::kernels::{self, BinaryOp, MatmulDesc, ReduceOp, UnaryOp};
+use kiln_device::kernels::{self, MatmulDesc, ReduceOp};
+use kiln_device::op::{BinaryOp, UnaryOp};
 use kiln_device::{AdapterChoice, GpuDevice};
 
 fn dev() -> Option<GpuDevice> {

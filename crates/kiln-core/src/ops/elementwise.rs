@@ -1,6 +1,7 @@
 //! Elementwise ops: unary maps, scalar forms, broadcasting binary ops and 0/1 masks.
 
-use kiln_device::kernels::{self, BinaryOp, UnaryOp};
+use kiln_device::kernels;
+use kiln_device::op::{BinaryOp, UnaryOp};
 
 use super::gpu;
 use crate::autograd::Op;
@@ -48,134 +49,9 @@ impl Tensor {
         })
     }
 
-    /// -x
-    pub fn neg(&self) -> Result<Tensor> {
-        self.unary_op("neg", UnaryOp::Neg, 0.0, false)
-    }
-    /// e^x
-    pub fn exp(&self) -> Result<Tensor> {
-        self.unary_op("exp", UnaryOp::Exp, 0.0, false)
-    }
-    /// Natural logarithm.
-    pub fn log(&self) -> Result<Tensor> {
-        self.unary_op("log", UnaryOp::Log, 0.0, false)
-    }
-    /// Square root.
-    pub fn sqrt(&self) -> Result<Tensor> {
-        self.unary_op("sqrt", UnaryOp::Sqrt, 0.0, false)
-    }
-    /// Hyperbolic tangent.
-    pub fn tanh(&self) -> Result<Tensor> {
-        self.unary_op("tanh", UnaryOp::Tanh, 0.0, false)
-    }
-    /// Logistic sigmoid 1 / (1 + e^-x).
-    pub fn sigmoid(&self) -> Result<Tensor> {
-        self.unary_op("sigmoid", UnaryOp::Sigmoid, 0.0, false)
-    }
-    /// max(x, 0); the gradient at 0 is 0, as in PyTorch.
-    pub fn relu(&self) -> Result<Tensor> {
-        self.unary_op("relu", UnaryOp::Relu, 0.0, false)
-    }
-    /// log(1 + e^x), computed stably; its gradient is sigmoid(x) everywhere (no kink at 0).
-    pub fn softplus(&self) -> Result<Tensor> {
-        self.unary_op("softplus", UnaryOp::Softplus, 0.0, false)
-    }
-    /// |x| (gradient 0 at 0, as in PyTorch).
-    pub fn abs(&self) -> Result<Tensor> {
-        self.unary_op("abs", UnaryOp::Abs, 0.0, false)
-    }
-    /// x ^ p (negative bases only with integer exponents, as in PyTorch).
-    pub fn powf(&self, p: f32) -> Result<Tensor> {
-        self.unary_op("powf", UnaryOp::PowScalar, p, false)
-    }
-    /// x + s
-    pub fn add_scalar(&self, s: f32) -> Result<Tensor> {
-        self.unary_op("add_scalar", UnaryOp::AddScalar, s, false)
-    }
     /// x - s
     pub fn sub_scalar(&self, s: f32) -> Result<Tensor> {
         self.unary_op("sub_scalar", UnaryOp::AddScalar, -s, false)
-    }
-    /// x * s
-    pub fn mul_scalar(&self, s: f32) -> Result<Tensor> {
-        self.unary_op("mul_scalar", UnaryOp::MulScalar, s, false)
-    }
-    /// x / s
-    pub fn div_scalar(&self, s: f32) -> Result<Tensor> {
-        self.unary_op("div_scalar", UnaryOp::DivScalar, s, false)
-    }
-    /// s - x
-    pub fn rsub_scalar(&self, s: f32) -> Result<Tensor> {
-        self.unary_op("rsub_scalar", UnaryOp::RsubScalar, s, false)
-    }
-    /// 1.0 where x > s, else 0.0 (not differentiable).
-    pub fn gt_scalar(&self, s: f32) -> Result<Tensor> {
-        self.unary_op("gt_scalar", UnaryOp::GtScalar, s, true)
-    }
-    /// 1.0 where x < s, else 0.0.
-    pub fn lt_scalar(&self, s: f32) -> Result<Tensor> {
-        self.unary_op("lt_scalar", UnaryOp::LtScalar, s, true)
-    }
-    /// 1.0 where x >= s, else 0.0.
-    pub fn ge_scalar(&self, s: f32) -> Result<Tensor> {
-        self.unary_op("ge_scalar", UnaryOp::GeScalar, s, true)
-    }
-    /// 1.0 where x <= s, else 0.0.
-    pub fn le_scalar(&self, s: f32) -> Result<Tensor> {
-        self.unary_op("le_scalar", UnaryOp::LeScalar, s, true)
-    }
-    /// 1.0 where x == s, else 0.0.
-    pub fn eq_scalar(&self, s: f32) -> Result<Tensor> {
-        self.unary_op("eq_scalar", UnaryOp::EqScalar, s, true)
-    }
-
-    /// a + b (broadcasting).
-    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "add", BinaryOp::Add, false)
-    }
-    /// a - b (broadcasting).
-    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "sub", BinaryOp::Sub, false)
-    }
-    /// a * b (broadcasting).
-    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "mul", BinaryOp::Mul, false)
-    }
-    /// a / b (broadcasting).
-    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "div", BinaryOp::Div, false)
-    }
-    /// Elementwise maximum (ties share the gradient, as torch.maximum).
-    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "maximum", BinaryOp::Maximum, false)
-    }
-    /// Elementwise minimum.
-    pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "minimum", BinaryOp::Minimum, false)
-    }
-    /// 1.0 where a > b, else 0.0 (broadcasting, not differentiable).
-    pub fn gt(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "gt", BinaryOp::Gt, true)
-    }
-    /// 1.0 where a < b, else 0.0.
-    pub fn lt(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "lt", BinaryOp::Lt, true)
-    }
-    /// 1.0 where a >= b, else 0.0.
-    pub fn ge(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "ge", BinaryOp::Ge, true)
-    }
-    /// 1.0 where a <= b, else 0.0.
-    pub fn le(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "le", BinaryOp::Le, true)
-    }
-    /// 1.0 where a == b, else 0.0.
-    pub fn eq(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "eq", BinaryOp::Eq, true)
-    }
-    /// 1.0 where a != b, else 0.0.
-    pub fn ne(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_op(other, "ne", BinaryOp::Ne, true)
     }
 
     /// The incoming gradient `self` where `x > 0`, else 0 (ReLU's backward, one kernel).
@@ -197,6 +73,53 @@ impl Tensor {
         fill.where_(mask, self)
     }
 }
+
+/// The op table's `Tensor` methods: one per entry with a method name, taking the entry's scalar
+/// argument if it names one; an op without a derivative gives a result that never requires grad.
+macro_rules! unary_methods {
+    ($($(#[$doc:meta])* $name:ident : $wgsl:literal, $cpu:expr, [$($m:tt)*], [$($grad:tt)*];)*) => {
+        impl Tensor {
+            $(unary_method!([$(#[$doc])*] $name $($m)*);)*
+        }
+    };
+}
+
+macro_rules! unary_method {
+    ([$(#[$doc:meta])*] $name:ident) => {};
+    ([$(#[$doc:meta])*] $name:ident $method:ident) => {
+        $(#[$doc])*
+        pub fn $method(&self) -> Result<Tensor> {
+            self.unary_op(stringify!($method), UnaryOp::$name, 0.0, !UnaryOp::$name.differentiable())
+        }
+    };
+    ([$(#[$doc:meta])*] $name:ident $method:ident $arg:ident) => {
+        $(#[$doc])*
+        pub fn $method(&self, $arg: f32) -> Result<Tensor> {
+            self.unary_op(stringify!($method), UnaryOp::$name, $arg, !UnaryOp::$name.differentiable())
+        }
+    };
+}
+
+macro_rules! binary_methods {
+    ($($(#[$doc:meta])* $name:ident : $wgsl:literal, $cpu:expr, [$($m:tt)*], [$($grad:tt)*];)*) => {
+        impl Tensor {
+            $(binary_method!([$(#[$doc])*] $name $($m)*);)*
+        }
+    };
+}
+
+macro_rules! binary_method {
+    ([$(#[$doc:meta])*] $name:ident) => {};
+    ([$(#[$doc:meta])*] $name:ident $method:ident) => {
+        $(#[$doc])*
+        pub fn $method(&self, other: &Tensor) -> Result<Tensor> {
+            self.binary_op(other, stringify!($method), BinaryOp::$name, !BinaryOp::$name.differentiable())
+        }
+    };
+}
+
+kiln_device::unary_ops!(unary_methods);
+kiln_device::binary_ops!(binary_methods);
 
 macro_rules! sugar {
     ($tr:ident, $m:ident, $f:ident) => {

@@ -12,6 +12,38 @@ pub(crate) mod widen;
 
 pub(crate) use widen::widen;
 
+use std::borrow::Cow;
+use std::fmt::Write;
+
+use crate::op::{BinaryOp, UnaryOp};
+
+/// `unary_f(op, v, a)` and `binary_f(op, u, v)`, a `switch` over the op table's numbers calling
+/// each op's `ops.wgsl` function, their four-lane forms `unary4_f` and `binary4_f`, and
+/// `OP_FILL`: for the kernels that take the op as an override constant. Generated from the op
+/// table, so no op can be missing (an op number without a case would have run the `default`).
+/// The fused kernels call the functions directly: a switch inlined per call makes a long chain
+/// slow to compile.
+pub(crate) fn op_switches() -> String {
+    let mut o = String::from("\nfn unary_f(op: u32, v: f32, a: f32) -> f32 {\n    switch op {\n");
+    for op in UnaryOp::ALL {
+        writeln!(o, "        case {}u: {{ return {}(v, a); }}", op as u32, op.wgsl_fn()).unwrap();
+    }
+    o.push_str("        default: { return bitcast<f32>(0x7fc00000u); }\n    }\n}\n\n");
+    o.push_str("fn binary_f(op: u32, u: f32, v: f32) -> f32 {\n    switch op {\n");
+    for op in BinaryOp::ALL {
+        writeln!(o, "        case {}u: {{ return {}(u, v); }}", op as u32, op.wgsl_fn()).unwrap();
+    }
+    o.push_str("        default: { return bitcast<f32>(0x7fc00000u); }\n    }\n}\n\n");
+    writeln!(o, "const OP_FILL: u32 = {}u;\n", UnaryOp::Fill as u32).unwrap();
+    o.push_str(
+        "fn unary4_f(op: u32, v: vec4<f32>, a: f32) -> vec4<f32> {\n    \
+         return vec4<f32>(unary_f(op, v.x, a), unary_f(op, v.y, a), unary_f(op, v.z, a), unary_f(op, v.w, a));\n}\n\n\
+         fn binary4_f(op: u32, u: vec4<f32>, v: vec4<f32>) -> vec4<f32> {\n    \
+         return vec4<f32>(binary_f(op, u.x, v.x), binary_f(op, u.y, v.y), binary_f(op, u.z, v.z), binary_f(op, u.w, v.w));\n}\n\n",
+    );
+    o
+}
+
 /// The elementwise op definitions (`ops.wgsl`): one function per op, shared by the unary and
 /// binary families and by generated kernels.
 pub(crate) const OPS: &str = include_str!("../../shaders/ops.wgsl");
@@ -89,13 +121,11 @@ impl Family {
     ];
 
     /// The WGSL source text.
-    pub fn source(self) -> &'static str {
-        match self {
-            Family::Unary => {
-                concat!(include_str!("../../shaders/ops.wgsl"), include_str!("../../shaders/unary.wgsl"))
-            }
+    pub fn source(self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Family::Unary => return Cow::Owned(OPS.to_string() + &op_switches() + include_str!("../../shaders/unary.wgsl")),
             Family::Binary => {
-                concat!(include_str!("../../shaders/ops.wgsl"), include_str!("../../shaders/binary.wgsl"))
+                return Cow::Owned(OPS.to_string() + &op_switches() + include_str!("../../shaders/binary.wgsl"));
             }
             Family::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Family::Reduce => include_str!("../../shaders/reduce.wgsl"),
@@ -105,7 +135,7 @@ impl Family {
             Family::Optim => include_str!("../../shaders/optim.wgsl"),
             Family::Loss => include_str!("../../shaders/loss.wgsl"),
             Family::Stats => include_str!("../../shaders/stats.wgsl"),
-        }
+        })
     }
 
     /// The file name under `shaders/`.
@@ -145,8 +175,9 @@ mod tests {
     #[test]
     fn every_shader_parses_and_validates() {
         for fam in Family::ALL {
-            let module = naga::front::wgsl::parse_str(fam.source())
-                .unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));
+            let source = fam.source();
+            let module = naga::front::wgsl::parse_str(&source)
+                .unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(&source)));
             // Subgroup operations are allowed: the device requests them where the adapter has them,
             // and only `matmul_rows.wgsl` uses them (selected only on such devices).
             let mut v = naga::valid::Validator::new(
@@ -155,7 +186,7 @@ mod tests {
             );
             v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
                 .subgroup_operations(naga::valid::SubgroupOperationSet::all());
-            v.validate(&module).unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(fam.source())));
+            v.validate(&module).unwrap_or_else(|e| panic!("{}: {}", fam.file(), e.emit_to_string(&source)));
             // Binding numbers follow the family's declared layout (a binding may have a second,
             // vec4 view for other entry points).
             let (ro, rw) = fam.bindings();
@@ -165,7 +196,7 @@ mod tests {
             seen.dedup();
             assert_eq!(seen, (0..ro + rw + 1).collect::<Vec<_>>(), "{}", fam.file());
             // And as a software adapter compiles it, vec4 arrays widened.
-            let wide = super::widen::widen(fam.source());
+            let wide = super::widen::widen(&source);
             let module = naga::front::wgsl::parse_str(&wide)
                 .unwrap_or_else(|e| panic!("widened {}: {}", fam.file(), e.emit_to_string(&wide)));
             v.validate(&module).unwrap_or_else(|e| panic!("widened {}: {}", fam.file(), e.emit_to_string(&wide)));

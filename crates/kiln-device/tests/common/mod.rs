@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-use kiln_device::kernels::{self, BinaryOp};
+use kiln_device::kernels;
+use kiln_device::op::BinaryOp;
 use kiln_device::{AdapterChoice, DeviceOptions, GpuBuffer, GpuDevice};
 
 /// A device of its own with the default options (not the process-wide one other tests share,
