@@ -14,6 +14,11 @@ fn sig(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
 }
 
+/// d/dx erf(x) = 2 / sqrt(pi) * e^(-x^2).
+fn erf_grad(v: f64) -> f64 {
+    (-v * v).exp() * std::f64::consts::FRAC_2_SQRT_PI
+}
+
 fn check_unary(
     dev: &Device,
     name: &str,
@@ -54,6 +59,17 @@ pub fn unary_cases(dev: &Device) {
         check_unary(dev, "mul_scalar", shape, 0.0, |x| x.mul_scalar(-1.5), |v| v * -1.5, |_| -1.5);
         check_unary(dev, "div_scalar", shape, 0.0, |x| x.div_scalar(3.0), |v| v / 3.0, |_| 1.0 / 3.0);
         check_unary(dev, "rsub_scalar", shape, 0.0, |x| x.rsub_scalar(1.0), |v| 1.0 - v, |_| -1.0);
+        check_unary(dev, "softplus", shape, 0.0, |x| x.softplus(), |v| v.exp().ln_1p(), sig);
+        check_unary(dev, "erf", shape, 0.0, |x| x.erf(), libm::erf, erf_grad);
+        let gelu = |v: f64| 0.5 * v * (1.0 + libm::erf(v * std::f64::consts::FRAC_1_SQRT_2));
+        let gelu_grad = |v: f64| {
+            let phi = (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            0.5 * (1.0 + libm::erf(v * std::f64::consts::FRAC_1_SQRT_2)) + v * phi
+        };
+        check_unary(dev, "gelu", shape, 0.0, |x| x.gelu(), gelu, gelu_grad);
+        // Wide inputs: the tails (erf -> +-1) and the switch between the two forms at |x| = 0.5.
+        let erf3 = |x: &Tensor| x.mul_scalar(3.0)?.erf();
+        check_unary(dev, "erf wide", shape, 0.0, erf3, |v| libm::erf(3.0 * v), |v| 3.0 * erf_grad(3.0 * v));
     }
 }
 

@@ -50,6 +50,18 @@ fn u_rsub_scalar(v: f32, a: f32) -> f32 { return a - v; }
 fn u_fill(v: f32, a: f32) -> f32 { return a; }
 // softplus, stable for any v: max(v, 0) + log(1 + exp(-|v|)).
 fn u_softplus(v: f32, a: f32) -> f32 { return max(v, 0.0) + log(1.0 + exp(-abs(v))); }
+// erf: the Taylor series below |v| = 0.5 (relative error under 1e-6 there, where the rational
+// form below loses it), else Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7).
+fn u_erf(v: f32, a: f32) -> f32 {
+    let x = abs(v);
+    if (x < 0.5) {
+        let x2 = v * v;
+        return 1.1283791671 * v * (1.0 - x2 * (0.33333333 - x2 * (0.1 - x2 * (0.023809524 - x2 * 0.0046296296))));
+    }
+    let t = 1.0 / (1.0 + 0.3275911 * x);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    return sign(v) * (1.0 - poly * exp(-x * x));
+}
 
 // Binary ops, one function each: b_<name>(u, v). Comparisons give 1.0 or 0.0.
 fn b_add(u: f32, v: f32) -> f32 { return u + v; }

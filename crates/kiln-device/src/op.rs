@@ -67,6 +67,9 @@ macro_rules! unary_ops {
             /// log(1 + e^x), computed stably; its gradient is sigmoid(x) everywhere (no kink at 0).
             Softplus: "u_softplus", |v, _a| v.max(0.0) + (1.0 + (-v.abs()).exp()).ln(), [softplus],
                 [|g, x, _y, _a| g.mul(&x.sigmoid()?)];
+            /// The error function erf(x) = 2/sqrt(pi) * integral from 0 to x of e^(-t^2) dt.
+            Erf: "u_erf", |v, _a| libm::erff(v), [erf],
+                [|g, x, _y, _a| g.mul(&x.mul(x)?.neg()?.exp()?.mul_scalar(core::f32::consts::FRAC_2_SQRT_PI)?)];
         }
     };
 }
@@ -192,13 +195,15 @@ mod tests {
 
     #[test]
     fn tables_expand_in_order() {
-        assert_eq!(UnaryOp::ALL.len(), 20);
+        assert_eq!(UnaryOp::ALL.len(), 21);
         assert_eq!(BinaryOp::ALL.len(), 13);
         for (i, op) in UnaryOp::ALL.iter().enumerate() {
             assert_eq!(*op as usize, i);
         }
         assert_eq!(UnaryOp::Softplus.wgsl_fn(), "u_softplus");
-        assert!(UnaryOp::Exp.differentiable() && !UnaryOp::GtScalar.differentiable() && !UnaryOp::Fill.differentiable());
+        assert!(
+            UnaryOp::Exp.differentiable() && !UnaryOp::GtScalar.differentiable() && !UnaryOp::Fill.differentiable()
+        );
         assert!(BinaryOp::Div.differentiable() && !BinaryOp::ReluBackward.differentiable());
         assert_eq!(UnaryOp::PowScalar.eval(-2.0, 3.0), -8.0);
         assert_eq!(UnaryOp::GeScalar.eval(1.0, 1.0), 1.0);

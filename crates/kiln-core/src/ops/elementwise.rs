@@ -59,6 +59,13 @@ impl Tensor {
         self.binary_op(x, "relu_backward", BinaryOp::ReluBackward, true)
     }
 
+    /// GELU, exact (PyTorch's default `approximate='none'`): x * Phi(x) = x / 2 * (1 + erf(x / sqrt 2)).
+    /// A composite: fused into one kernel on the GPU, its gradient from those of its parts.
+    pub fn gelu(&self) -> Result<Tensor> {
+        let phi = self.mul_scalar(std::f32::consts::FRAC_1_SQRT_2)?.erf()?.add_scalar(1.0)?;
+        self.mul(&phi)?.mul_scalar(0.5)
+    }
+
     /// `self` where `mask` is 1.0, `other` where it is 0.0 (like `torch.where(mask, self, other)`),
     /// differentiable in `self` and `other`.
     pub fn where_(&self, mask: &Tensor, other: &Tensor) -> Result<Tensor> {

@@ -123,7 +123,9 @@ impl Family {
     /// The WGSL source text.
     pub fn source(self) -> Cow<'static, str> {
         Cow::Borrowed(match self {
-            Family::Unary => return Cow::Owned(OPS.to_string() + &op_switches() + include_str!("../../shaders/unary.wgsl")),
+            Family::Unary => {
+                return Cow::Owned(OPS.to_string() + &op_switches() + include_str!("../../shaders/unary.wgsl"));
+            }
             Family::Binary => {
                 return Cow::Owned(OPS.to_string() + &op_switches() + include_str!("../../shaders/binary.wgsl"));
             }
