@@ -15,20 +15,23 @@
 
 #![warn(missing_docs)]
 
-mod batch;
+// The modules in their one-way order: each uses only those above it.
+mod adapter;
 mod context;
-mod epilogue;
+mod device;
 mod error;
 mod fuse;
 pub mod kernels;
 pub mod op;
 mod options;
 mod pool;
+mod recorder;
 pub mod wgsl;
 
 pub use wgpu;
 
-pub use context::{AdapterChoice, AdapterReport, AdapterSummary, GpuDevice, adapter_reports, list_adapters};
+pub use adapter::{AdapterChoice, AdapterReport, AdapterSummary, adapter_reports, list_adapters};
+pub use device::GpuDevice;
 pub use error::{DeviceError, DeviceResult};
 pub use options::{DeviceOptions, Fusion, MatmulPolicy};
 pub use pool::{GpuBuffer, PoolStats};

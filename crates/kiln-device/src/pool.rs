@@ -4,13 +4,15 @@
 //! returned to their bucket when the last [`GpuBuffer`] handle drops. Reusing a returned buffer
 //! as the *output* of a later dispatch in the same pending batch is safe, because commands run in
 //! recording order. What is never done is `queue.write_buffer` into a pooled buffer (that write
-//! would run before the pending commands at the next submit): uploads create a fresh buffer that
-//! is mapped at creation, which has no ordering hazard, and the fresh buffer joins the pool when
-//! it is dropped.
+//! would run before the pending commands at the next submit): an upload into a pooled buffer is
+//! a staging copy recorded in the batch, and a fresh buffer is written mapped at creation
+//! (`GpuDevice::upload`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+
+use crate::error::{DeviceError, DeviceResult};
 
 /// The usages every pooled storage buffer has.
 pub(crate) const STORAGE_USAGE: wgpu::BufferUsages =
@@ -54,6 +56,42 @@ impl PoolInner {
             peak_bytes: self.peak.load(Ordering::Relaxed),
             created: self.created.load(Ordering::Relaxed),
         }
+    }
+
+    /// The bucket a request of `bytes` bytes gets on a device with `limits`, or an error naming
+    /// `op` when the request exceeds what one storage binding can hold.
+    pub(crate) fn bucket(limits: &wgpu::Limits, bytes: u64, op: &str) -> DeviceResult<u64> {
+        let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        if bytes > limit {
+            return Err(DeviceError::TooLarge {
+                op: op.to_string(),
+                bytes,
+                limit,
+                what: "max_storage_buffer_binding_size",
+            });
+        }
+        Ok(bucket_for(bytes).min(limit & !3).max(16))
+    }
+
+    /// A pooled storage buffer of at least `bytes` bytes, contents undefined.
+    pub(crate) fn alloc(
+        self: &Arc<Self>,
+        device: &wgpu::Device,
+        limits: &wgpu::Limits,
+        bytes: u64,
+        op: &str,
+    ) -> DeviceResult<GpuBuffer> {
+        let bucket = Self::bucket(limits, bytes, op)?;
+        if let Some(b) = self.take(bucket) {
+            return Ok(b);
+        }
+        let buf = device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bucket,
+            usage: STORAGE_USAGE,
+            mapped_at_creation: false,
+        });
+        Ok(self.adopt(buf, bucket))
     }
 
     /// Takes a free buffer of exactly `bucket` bytes, if one is cached.

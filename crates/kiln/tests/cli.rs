@@ -82,3 +82,19 @@ fn devices_lists_adapters() {
     let o = kiln(&["devices"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// On a headless machine (no XDG_RUNTIME_DIR, no display) listing and opening adapters prints
+/// only kiln's own output: Mesa's window-system code is never reached.
+#[test]
+fn devices_is_quiet_without_a_display() {
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("DISPLAY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!err.contains("XDG_RUNTIME_DIR") && !err.contains("error"), "{err}");
+}

@@ -2,8 +2,7 @@
 //! one generated kernel instead of one dispatch per op.
 //!
 //! [`crate::kernels::unary`], [`crate::kernels::binary`] and [`crate::kernels::fill`] allocate
-//! their output as always, but hand the op to [`GpuDevice::elementwise`] instead of recording
-//! it. The op joins the open *chain* when it has the chain's element count and its operands are
+//! their output as always, but hand the op to [`Batch::elementwise`] instead of recording it. The op joins the open *chain* when it has the chain's element count and its operands are
 //! the chain's own results, or other buffers read through a simple index map ([`Index`]: the
 //! whole array, a broadcast row or column, a scalar). Anything else that touches the batch (any
 //! other dispatch, a copy, an upload through the encoder, a read-back, a submit) first *closes*
@@ -12,8 +11,9 @@
 //!
 //! At close, a result whose [`GpuBuffer`] has been dropped is not stored (and an op nobody reads
 //! is not computed); each surviving result is stored to its own buffer. A chain of one op records
-//! that op's own kernel. A longer one gets a kernel generated from `shaders/fused.wgsl` with the op
-//! definitions of `shaders/ops.wgsl`, so fused and unfused results are computed by the same WGSL.
+//! that op's own kernel. A longer one gets a kernel generated (`wgsl::fused`) from
+//! `shaders/fused.wgsl` with the op definitions of `shaders/ops.wgsl`, so fused and unfused
+//! results are computed by the same WGSL.
 //! Pipelines are cached by the chain's structure, and the ops' scalars and column counts travel
 //! in the uniform, so a training loop compiles each chain shape once.
 //!
@@ -21,135 +21,39 @@
 //! it computes; on a real GPU each costs a launch and a round trip of every intermediate through
 //! memory. [`crate::Fusion::Off`] turns fusion off; [`crate::Fusion::WithEpilogues`] also runs
 //! the ops that follow a matmul in the matmul's kernel (`epilogue.rs`, off by default).
+//!
+//! [`Batch`] owns the recorder and the open chain: its only way to the recorder closes the chain
+//! first, so no path can record out of order.
 
 use std::sync::{Arc, Weak};
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::batch::Pending;
-use crate::context::{GpuDevice, PipelineEntry};
-use crate::epilogue::Head;
+use crate::context::Context;
 use crate::error::DeviceResult;
-use crate::kernels::grid_threads;
-use crate::op::{BinaryOp, UnaryOp};
 use crate::options::Fusion;
-use crate::pool::GpuBuffer;
-use crate::wgsl::matmul_rows::{Epilogue, RowKernel};
-use crate::wgsl::ops_prelude;
+use crate::pool::{GpuBuffer, PoolInner};
+use crate::recorder::{Launch, Recorder, grid_threads};
+use crate::wgsl::fused::{Index, MAX_NODES, MAX_SLOTS, NodeOp, Plan, Val};
 
-/// Ops per fused kernel: one scalar slot each in [`FusedParams::alpha`].
-const MAX_NODES: usize = 32;
-/// Distinct buffers one fused kernel binds at most (fewer where the device allows fewer storage
-/// buffers per shader stage): one column count each in [`FusedParams::cols`].
-const MAX_SLOTS: usize = 16;
+mod epilogue;
+pub(crate) use epilogue::Head;
 
 /// Chains of fewer elements run one element per invocation even when four would fit: there the
 /// dispatch, not the loads, is the cost, and the one-element kernel compiles in about a quarter
 /// of the time (small_ops, 1024 elements: 4.3-5.0 against 5.3-7.1 us/op in paired runs).
 const FOUR_MIN: usize = 16384;
 
-/// The kernel template: `//@BINDINGS` and `//@BODY` are replaced.
-const TEMPLATE: &str = include_str!("../../shaders/fused.wgsl");
-
-/// How an operand's elements line up with the elements of the op's (contiguous) output, viewed
-/// as rows of `cols` elements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Index {
-    /// Element i.
-    Full,
-    /// A row of `cols` elements broadcast down the rows: element i % cols.
-    Row(u32),
-    /// A column broadcast along rows of `cols` elements: element i / cols.
-    Col(u32),
-    /// Element 0 everywhere.
-    Scalar,
-}
-
-impl Index {
-    /// The index map of an operand read with element `strides` into an output of `shape`, when
-    /// it is one of the four; dims of size 1 are ignored.
-    pub(crate) fn of(shape: &[usize], strides: &[usize]) -> Option<Index> {
-        let dims: Vec<(usize, usize)> =
-            shape.iter().zip(strides).filter(|(d, _)| **d != 1).map(|(d, s)| (*d, *s)).collect();
-        if dims.iter().all(|&(_, s)| s == 0) {
-            return Some(Index::Scalar);
-        }
-        let mut expect = 1;
-        let contiguous = dims.iter().rev().all(|&(d, s)| {
-            let ok = s == expect;
-            expect *= d;
-            ok
-        });
-        if contiguous {
-            return Some(Index::Full);
-        }
-        match dims[..] {
-            [(_, 0), (c, 1)] => u32::try_from(c).ok().map(Index::Row),
-            [(_, 1), (c, 0)] => u32::try_from(c).ok().map(Index::Col),
-            _ => None,
-        }
-    }
-
-    /// Whether a chain running four elements per invocation can read the operand: its rows are
-    /// whole vec4s.
-    fn fits_four(self) -> bool {
-        match self {
-            Index::Row(c) | Index::Col(c) => c % 4 == 0,
-            Index::Full | Index::Scalar => true,
-        }
-    }
-}
-
-/// An op a chain can hold.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum NodeOp {
-    /// A unary op with its scalar (`Fill` takes no operand).
-    Unary(UnaryOp, f32),
-    /// A binary op of two operands.
-    Binary(BinaryOp),
-    /// The product of the chain's matmul head (see `epilogue.rs`), as the matmul kernel stored
-    /// it.
-    Head,
-}
-
-impl NodeOp {
-    /// The op's function in `ops.wgsl`.
-    fn wgsl_fn(self) -> &'static str {
-        match self {
-            NodeOp::Unary(op, _) => op.wgsl_fn(),
-            NodeOp::Binary(op) => op.wgsl_fn(),
-            NodeOp::Head => "",
-        }
-    }
-}
-
-/// A launch exactly as an op's own kernel records it.
-pub(crate) struct Launch {
-    pub(crate) pipe: Arc<PipelineEntry>,
-    pub(crate) bufs: Vec<wgpu::Buffer>,
-    pub(crate) params: Vec<u8>,
-    pub(crate) groups: [u32; 3],
-}
-
 /// Makes an op's own [`Launch`], given its output buffer (the last binding), when it is needed:
 /// the op is not fused, or its chain closes with it alone (so a fused op never builds its own
 /// pipeline).
-pub(crate) type LaunchFn = Box<dyn FnOnce(&GpuDevice, wgpu::Buffer) -> DeviceResult<Launch> + Send>;
+pub(crate) type LaunchFn = Box<dyn FnOnce(&Context, wgpu::Buffer) -> DeviceResult<Launch> + Send>;
 
 /// An elementwise op offered for fusion: its operands with their index maps, over `n` elements.
 pub(crate) struct Fusable<'a> {
     pub(crate) op: NodeOp,
     pub(crate) args: &'a [(&'a GpuBuffer, Index)],
     pub(crate) n: usize,
-}
-
-/// An operand inside a chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Val {
-    /// The chain's k-th external input.
-    Input(usize),
-    /// The result of the chain's k-th op.
-    Node(usize),
 }
 
 struct Input {
@@ -344,246 +248,120 @@ impl Chain {
     }
 }
 
-/// What a fused kernel computes, apart from the buffers it binds.
-pub(crate) struct Plan {
-    /// Four elements per invocation.
-    pub(crate) four: bool,
-    /// The matmul kernel the chain runs at the end of, if any.
-    pub(crate) head: Option<RowKernel>,
-    /// Storage bindings (then the uniform).
-    pub(crate) slots: usize,
-    /// (input number, slot, index map) per input read; the input number picks its column count.
-    loads: Vec<(usize, usize, Index)>,
-    /// (op number, op, operands) per op computed; the op number picks its scalar.
-    ops: Vec<(usize, NodeOp, Vec<Val>)>,
-    /// (slot, op number) per result stored.
-    stores: Vec<(usize, usize)>,
+/// A device's pending work: the recorder and the open chain. The only way to the recorder is
+/// [`Batch::recorder`], which records the open chain first, so that everything is recorded in the
+/// order it was asked for.
+#[derive(Default)]
+pub(crate) struct Batch {
+    rec: Recorder,
+    chain: Option<Chain>,
 }
 
-impl Plan {
-    /// What identifies the kernel's source (everything but the column counts and scalars, which
-    /// travel in the uniform), as a cache key.
-    fn key(&self) -> Vec<u32> {
-        let mut key = vec![self.four as u32, self.slots as u32];
-        if let Some(h) = self.head {
-            key.extend([u32::MAX - 2, h.form as u32, h.rows as u32, h.tiles as u32]);
+impl Batch {
+    /// The recorder, after the open chain (if any) has been recorded.
+    pub(crate) fn recorder(&mut self, cx: &Context) -> DeviceResult<&mut Recorder> {
+        if let Some(chain) = self.chain.take() {
+            chain.close(cx, &mut self.rec)?;
         }
-        for &(j, s, index) in &self.loads {
-            let tag = match index {
-                Index::Full => 0,
-                Index::Row(_) => 1,
-                Index::Col(_) => 2,
-                Index::Scalar => 3,
-            };
-            key.extend([j as u32, s as u32, tag]);
-        }
-        let val = |v: &Val| match *v {
-            Val::Input(j) => j as u32,
-            Val::Node(k) => (1 << 16) | k as u32,
-        };
-        for (k, op, args) in &self.ops {
-            let code = match *op {
-                NodeOp::Unary(op, _) => (1 << 8) | op as u32,
-                NodeOp::Binary(op) => (2 << 8) | op as u32,
-                NodeOp::Head => 3 << 8,
-            };
-            key.extend([u32::MAX, *k as u32, code]);
-            key.extend(args.iter().map(val));
-        }
-        for &(s, k) in &self.stores {
-            key.extend([u32::MAX - 1, s as u32, k as u32]);
-        }
-        key
+        Ok(&mut self.rec)
     }
 
-    /// The element type of the kernel's arrays.
-    pub(crate) fn ty(&self) -> &'static str {
-        if self.four { "vec4<f32>" } else { "f32" }
-    }
-
-    /// The kernel's WGSL: `fused.wgsl` with its bindings and body filled in, or for a matmul
-    /// epilogue the matmul kernel with the chain in its stores (`epilogue.rs`).
-    fn source(&self) -> DeviceResult<String> {
-        if let Some(h) = self.head {
-            let (prelude, body) = (self.prelude(), self.body(&|s| format!("s{s}"), ""));
-            let epi = Epilogue { prelude: &prelude, slots: self.slots, four: self.four, body: &body };
-            return Ok(h.source_with(Some(&epi)));
-        }
-        let ty = self.ty();
-        let mut bindings: Vec<String> = (0..self.slots)
-            .map(|s| format!("@group(0) @binding({s}) var<storage, read_write> s{s}: array<{ty}>;"))
-            .collect();
-        bindings.push(format!("@group(0) @binding({}) var<uniform> p: Params;", self.slots));
-        let body = self.body(&|s| format!("s{s}"), "    ");
-        Ok(self.prelude()
-            + &TEMPLATE.replacen("//@BINDINGS\n", &(bindings.join("\n") + "\n"), 1).replacen(
-                "//@BODY\n",
-                &(body.join("\n") + "\n"),
-                1,
-            ))
-    }
-
-    /// The chain's lines for element (or vec4) `i`, each indented by `indent`: the loads of its
-    /// inputs (slot s is the array `slot(s)`), one `let` per op (a matmul head's value is `v`),
-    /// and the stores of the live results.
-    pub(crate) fn body(&self, slot: &dyn Fn(usize) -> String, indent: &str) -> Vec<String> {
-        let ty = self.ty();
-        let name = |v: &Val| match *v {
-            Val::Input(j) => format!("x{j}"),
-            Val::Node(k) => format!("v{k}"),
-        };
-        let mut body: Vec<String> = Vec::new();
-        for &(j, s, index) in &self.loads {
-            let cols = format!("p.cols[{}][{}]", j / 4, j % 4);
-            let s = slot(s);
-            let load = match (index, self.four) {
-                (Index::Full, _) => format!("{s}[i]"),
-                (Index::Row(_), _) => format!("{s}[i % {cols}]"),
-                (Index::Col(_), false) => format!("{s}[i / {cols}]"),
-                (Index::Col(_), true) => format!("vec4<f32>({s}[(i / {cols}) / 4u][(i / {cols}) % 4u])"),
-                (Index::Scalar, false) => format!("{s}[0]"),
-                (Index::Scalar, true) => format!("vec4<f32>({s}[0].x)"),
-            };
-            body.push(format!("{indent}let x{j} = {load};"));
-        }
-        // The op's function, or for four elements its four-lane wrapper (`<f>_4`, defined once
-        // in the prelude: one call per op keeps long chains quick to compile).
-        let suffix = if self.four { "_4" } else { "" };
-        for (k, op, args) in &self.ops {
-            let f = op.wgsl_fn();
-            let expr = match op {
-                NodeOp::Unary(..) => {
-                    let x = args.first().map(name).unwrap_or_else(|| format!("{ty}(0.0)"));
-                    format!("{f}{suffix}({x}, p.alpha[{}][{}])", k / 4, k % 4)
-                }
-                NodeOp::Binary(_) => format!("{f}{suffix}({}, {})", name(&args[0]), name(&args[1])),
-                NodeOp::Head => "v".to_string(),
-            };
-            body.push(format!("{indent}let v{k} = {expr};"));
-        }
-        for &(s, k) in &self.stores {
-            body.push(format!("{indent}{}[i] = v{k};", slot(s)));
-        }
-        body
-    }
-
-    /// The `ops.wgsl` functions the chain calls, with their helpers, and for four elements per
-    /// invocation their four-lane wrappers.
-    pub(crate) fn prelude(&self) -> String {
-        let mut used: Vec<&str> = self.ops.iter().map(|(_, op, _)| op.wgsl_fn()).filter(|f| !f.is_empty()).collect();
-        used.sort();
-        used.dedup();
-        let mut prelude = ops_prelude(&used);
-        if self.four {
-            for f in &used {
-                // u_* take (v, alpha): alpha is the same for the four lanes; b_* take (u, v).
-                let (second, lanes) = if f.starts_with("u_") {
-                    ("f32", ["x", "y", "z", "w"].map(|l| format!("{f}(a.{l}, b)")))
-                } else {
-                    ("vec4<f32>", ["x", "y", "z", "w"].map(|l| format!("{f}(a.{l}, b.{l})")))
-                };
-                prelude.push_str(&format!(
-                    "fn {f}_4(a: vec4<f32>, b: {second}) -> vec4<f32> {{ return vec4<f32>({}); }}\n",
-                    lanes.join(", ")
-                ));
-            }
-        }
-        prelude
-    }
-}
-
-impl GpuDevice {
     /// Records an elementwise op's `launch`, or, when it is `fusable`, adds it to the open chain
     /// (whose dispatch is recorded when the chain closes).
     pub(crate) fn elementwise(
-        &self,
+        &mut self,
+        cx: &Context,
+        pool: &Arc<PoolInner>,
         launch: LaunchFn,
         fusable: Option<Fusable>,
         out: &mut GpuBuffer,
     ) -> DeviceResult<()> {
-        let mut p = self.inner.pending.lock().unwrap();
-        let Some(f) = fusable.filter(|f| self.fusion() != Fusion::Off && f.n > 0) else {
-            self.close_chain(&mut p)?;
-            return self.record_launch(&mut p, launch(self, out.raw().clone())?);
+        let Some(f) = fusable.filter(|f| cx.fusion() != Fusion::Off && f.n > 0) else {
+            let l = launch(cx, out.raw().clone())?;
+            return self.recorder(cx)?.launch(cx, l);
         };
-        let max_slots = (self.limits().max_storage_buffers_per_shader_stage as usize).min(MAX_SLOTS);
-        if let Some(chain) = p.chain.as_ref()
+        let max_slots = (cx.limits.max_storage_buffers_per_shader_stage as usize).min(MAX_SLOTS);
+        if let Some(chain) = self.chain.as_ref()
             && chain.reads(out.raw())
         {
             // The pool handed back the buffer of an input the chain has not read yet (its
             // tensor was dropped): take another, so that a chain's kernel never writes a buffer
             // it reads and its shape (hence its cached pipeline) does not depend on pool order.
-            let mut other = self.alloc(out.bucket_bytes(), "fused")?;
+            let mut other = pool.alloc(&cx.device, &cx.limits, out.bucket_bytes(), "fused")?;
             std::mem::swap(out, &mut other);
         }
-        if let Some(chain) = p.chain.as_mut()
+        if let Some(chain) = self.chain.as_mut()
             && chain.push(&f, out, max_slots)
         {
             return Ok(());
         }
-        self.close_chain(&mut p)?;
+        self.recorder(cx)?; // closes the open chain
         let mut chain = Chain::new(&f, launch);
         if chain.push(&f, out, max_slots) {
-            p.chain = Some(chain);
+            self.chain = Some(chain);
             return Ok(());
         }
         // Not even alone (more operands than bindings): record it unfused.
-        self.record_launch(&mut p, (chain.first)(self, out.raw().clone())?)
+        let l = (chain.first)(cx, out.raw().clone())?;
+        self.rec.launch(cx, l)
     }
 
-    /// A generated kernel's source as this device compiles it (`shaders::widen` on a software
-    /// adapter with 64-bit integers).
-    fn widened(&self, source: DeviceResult<String>) -> DeviceResult<String> {
-        source.map(|s| if self.wide() { crate::wgsl::widen(&s) } else { s })
-    }
-
-    /// Records an op's own launch (the batch locked, any open chain closed).
-    pub(crate) fn record_launch(&self, p: &mut Pending, l: Launch) -> DeviceResult<()> {
-        let bufs: Vec<&wgpu::Buffer> = l.bufs.iter().collect();
-        self.record_locked(p, &l.pipe, &bufs, &l.params, l.groups)
-    }
-
-    /// Records the open chain's dispatch, if a chain is open and any of its results is still
-    /// referenced. Called before anything else is recorded into, or submitted from, the batch.
-    pub(crate) fn close_chain(&self, p: &mut Pending) -> DeviceResult<()> {
-        let Some(chain) = p.chain.take() else {
-            return Ok(());
-        };
-        let live: Vec<bool> = chain.nodes.iter().map(|n| n.alive.strong_count() > 0).collect();
-        // One op, or a matmul whose epilogue results are all dropped: the op's own kernel.
-        if chain.nodes.len() == 1 || (chain.head.is_some() && !live[1..].contains(&true)) {
-            if !live[0] {
-                return Ok(());
+    /// Records a matmul's `launch` (writing `out`, `n` elements), or, when epilogues are on and
+    /// `head` is given, opens a chain whose op 0 is its product, so that the elementwise ops
+    /// that follow run in its kernel (see `epilogue.rs`).
+    pub(crate) fn matmul(
+        &mut self,
+        cx: &Context,
+        launch: LaunchFn,
+        head: Option<Head>,
+        n: usize,
+        out: &mut GpuBuffer,
+    ) -> DeviceResult<()> {
+        self.recorder(cx)?; // closes the open chain
+        match head {
+            Some(head) if cx.fusion() == Fusion::WithEpilogues => {
+                let four = head.four;
+                self.chain = Some(Chain::with_head(head, launch, n, four, out));
+                Ok(())
             }
-            let l = (chain.first)(self, chain.nodes[0].out.clone())?;
-            return self.record_launch(p, l);
+            _ => {
+                let l = launch(cx, out.raw().clone())?;
+                self.rec.launch(cx, l)
+            }
         }
-        let Some(k) = chain.kernel(&live) else {
-            return Ok(());
-        };
-        let bufs: Vec<&wgpu::Buffer> = k.slots.iter().collect();
-        if let Some(h) = &chain.head {
-            // The matmul's uniform, then the chain's column counts and scalars.
-            let mut params = h.params.clone();
-            params.extend_from_slice(&bytemuck::bytes_of(&k.params)[16..]);
-            let name = h.kernel.name();
-            let pipe = self.generated_pipeline(
-                &k.plan.key(),
-                || self.widened(k.plan.source()),
-                &name,
-                (0, k.slots.len() as u32),
-            )?;
-            return self.record_locked(p, &pipe, &bufs, &params, h.groups);
-        }
-        let pipe = self.generated_pipeline(
-            &k.plan.key(),
-            || self.widened(k.plan.source()),
-            "fused",
-            (0, k.slots.len() as u32),
-        )?;
-        self.record_locked(p, &pipe, &bufs, bytemuck::bytes_of(&k.params), grid_threads(self, k.threads)?)
     }
 }
 
-#[cfg(test)]
-mod tests;
+impl Chain {
+    /// Records the chain's dispatch, if any of its results is still referenced.
+    fn close(self, cx: &Context, rec: &mut Recorder) -> DeviceResult<()> {
+        let live: Vec<bool> = self.nodes.iter().map(|n| n.alive.strong_count() > 0).collect();
+        // One op, or a matmul whose epilogue results are all dropped: the op's own kernel.
+        if self.nodes.len() == 1 || (self.head.is_some() && !live[1..].contains(&true)) {
+            if !live[0] {
+                return Ok(());
+            }
+            let l = (self.first)(cx, self.nodes[0].out.clone())?;
+            return rec.launch(cx, l);
+        }
+        let Some(k) = self.kernel(&live) else {
+            return Ok(());
+        };
+        let bufs: Vec<&wgpu::Buffer> = k.slots.iter().collect();
+        // As the device compiles it: widened on a software adapter with 64-bit integers.
+        let source = || {
+            let s = k.plan.source();
+            Ok(if cx.wide() { crate::wgsl::widen(&s) } else { s })
+        };
+        let layout = (0, k.slots.len() as u32);
+        if let Some(h) = &self.head {
+            // The matmul's uniform, then the chain's column counts and scalars.
+            let mut params = h.params.clone();
+            params.extend_from_slice(&bytemuck::bytes_of(&k.params)[16..]);
+            let pipe = cx.generated_pipeline(&k.plan.key(), source, &h.kernel.name(), layout)?;
+            return rec.record(cx, &pipe, &bufs, &params, h.groups);
+        }
+        let pipe = cx.generated_pipeline(&k.plan.key(), source, "fused", layout)?;
+        rec.record(cx, &pipe, &bufs, bytemuck::bytes_of(&k.params), grid_threads(cx, k.threads)?)
+    }
+}

@@ -4,12 +4,13 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::u32_of;
-use crate::context::GpuDevice;
-use crate::epilogue::Head;
+use crate::context::Context;
+use crate::device::GpuDevice;
 use crate::error::{DeviceError, DeviceResult};
-use crate::fuse::Launch;
+use crate::fuse::Head;
 use crate::options::MatmulPolicy;
 use crate::pool::GpuBuffer;
+use crate::recorder::Launch;
 use crate::wgsl::matmul::{MatmulKernel, ScalarKernel};
 use crate::wgsl::matmul_rows::{RowForm, RowKernel};
 use crate::wgsl::matmul_tiles::{TileForm, TileKernel};
@@ -89,7 +90,7 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
         c_bs: u(d.m * d.n)?,
         pad3: [0; 3],
     };
-    let kernel = choose_kernel(d, dev.row_matmul(), dev.options().matmul);
+    let kernel = choose_kernel(d, dev.row_matmul(), dev.cx().options().matmul);
     let (rows, cols) = kernel.block();
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
     let gx = d.n.div_ceil(cols);
@@ -110,8 +111,8 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
         }
         _ => None,
     };
-    let launch = Box::new(move |dev: &GpuDevice, out: wgpu::Buffer| {
-        let pipe = dev.matmul_pipeline(kernel)?;
+    let launch = Box::new(move |cx: &Context, out: wgpu::Buffer| {
+        let pipe = cx.matmul_pipeline(kernel)?;
         Ok(Launch { pipe, bufs: vec![ra, rb, out], params, groups })
     });
     dev.matmul_launch(launch, head, out_len, &mut out)?;

@@ -5,6 +5,7 @@
 //! nothing of devices, buffers or fusion; `widen` rewrites kiln's vec4 arrays for software
 //! adapters.
 
+pub(crate) mod fused;
 pub mod matmul;
 pub mod matmul_rows;
 pub mod matmul_tiles;

@@ -3,8 +3,8 @@
 //! matmul kernel instead of as a kernel of their own.
 //!
 //! [`crate::kernels::matmul`] hands a product computed by a subgroup kernel
-//! ([`RowKernel`]) to [`GpuDevice::matmul_launch`], which opens a fusion chain (`fuse/`) whose
-//! op 0 is the product. Elementwise ops that read a result of that chain join it as they join
+//! ([`RowKernel`]) to [`super::Batch::matmul`], which opens a fusion chain whose op 0 is the
+//! product. Elementwise ops that read a result of that chain join it as they join
 //! any chain; ops that do not, close it. When the chain closes with ops beyond the product, it
 //! is recorded as one generated kernel: the subgroup kernel with a loop over the block of C it
 //! has just stored, in which the chain runs (`RowKernel::source_with`). Otherwise the plain
@@ -15,10 +15,6 @@
 //! on): on llvmpipe the saving is within the noise of a training step, and every chain shape
 //! compiles a copy of its matmul kernel (PERFORMANCE.md).
 
-use crate::context::GpuDevice;
-use crate::error::DeviceResult;
-use crate::fuse::{Chain, LaunchFn};
-use crate::pool::GpuBuffer;
 use crate::wgsl::matmul_rows::RowKernel;
 
 /// A matmul launch that a chain can take over: its kernel, operands, uniform and grid.
@@ -35,31 +31,4 @@ pub(crate) struct Head {
     pub(crate) groups: [u32; 3],
     /// N % 4 == 0: the epilogue runs four elements per step (rows are whole vec4s).
     pub(crate) four: bool,
-}
-
-impl GpuDevice {
-    /// Records a matmul's `launch` (writing `out`, `n` elements), or, when epilogues are on and
-    /// `head` is given, opens a chain whose op 0 is its product, so that the elementwise ops
-    /// that follow run in its kernel.
-    pub(crate) fn matmul_launch(
-        &self,
-        launch: LaunchFn,
-        head: Option<Head>,
-        n: usize,
-        out: &mut GpuBuffer,
-    ) -> DeviceResult<()> {
-        let mut p = self.inner.pending.lock().unwrap();
-        self.close_chain(&mut p)?;
-        match head {
-            Some(head) if self.matmul_epilogues() => {
-                let four = head.four;
-                p.chain = Some(Chain::with_head(head, launch, n, four, out));
-                Ok(())
-            }
-            _ => {
-                let l = launch(self, out.raw().clone())?;
-                self.record_launch(&mut p, l)
-            }
-        }
-    }
 }
