@@ -1,23 +1,11 @@
 //! Launcher smoke tests on a real adapter (skipped without one unless KILN_REQUIRE_GPU=1).
 
+mod common;
+
+use common::{f32s, private_device_with, shared_device as dev};
 use kiln_device::kernels::{self, MatmulDesc, ReduceOp};
 use kiln_device::op::{BinaryOp, UnaryOp};
-use kiln_device::{AdapterChoice, GpuDevice};
-
-fn dev() -> Option<GpuDevice> {
-    match GpuDevice::open(AdapterChoice::Best) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() != Ok("1") => {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("KILN_REQUIRE_GPU=1 but {e}"),
-    }
-}
-
-fn f32s(d: &GpuDevice, b: &kiln_device::GpuBuffer, n: usize) -> Vec<f32> {
-    bytemuck::cast_slice(&d.read(b, n as u64 * 4).unwrap()).to_vec()
-}
+use kiln_device::{AdapterChoice, DeviceOptions, GpuDevice};
 
 #[test]
 fn same_adapter_same_device() {
@@ -117,4 +105,29 @@ fn a_lost_device_gives_errors_not_aborts() {
     let r = kernels::unary(&d, UnaryOp::Exp, 0.0, &x, 2).and_then(|y| d.read(&y, 8));
     assert!(r.is_err(), "work on a lost device must fail");
     assert!(d.synchronize().is_err() || d.read(&x, 8).is_err());
+}
+
+/// `dump_wgsl` writes every generated kernel the device compiles (a matmul, a fused chain) into
+/// the folder, one entry point each.
+#[test]
+fn generated_kernels_are_dumped_for_reading() {
+    let dir = std::env::temp_dir().join(format!("kiln-dump-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(d) = private_device_with(DeviceOptions { dump_wgsl: Some(dir.clone()), ..Default::default() }) else {
+        return;
+    };
+    let x = d.upload(bytemuck::cast_slice(&vec![0.5f32; 64 * 64]), "t").unwrap();
+    let desc = MatmulDesc::plain(64, 64, 64, false, false);
+    let y = kernels::matmul(&d, &x, &x, &desc).unwrap();
+    let z = kernels::unary(&d, UnaryOp::Exp, 0.0, &y, 64 * 64).unwrap();
+    let w = kernels::binary(&d, BinaryOp::Mul, &z, &x, &[64 * 64], &[1], &[1]).unwrap();
+    let (got, want) = (f32s(&d, &w, 1)[0], (16.0f32).exp() * 0.5);
+    assert!((got - want).abs() <= 1e-5 * want, "{got} vs {want}");
+    let files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    // The matmul (generated on every adapter: subgroup kernels or vec4 tiles) and the fused chain.
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().all(|f| f.matches("@compute").count() == 1));
+    assert!(files.iter().any(|f| f.contains("fn fused(")));
+    let _ = std::fs::remove_dir_all(&dir);
 }

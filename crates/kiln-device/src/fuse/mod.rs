@@ -41,7 +41,7 @@ pub(crate) use epilogue::Head;
 
 /// Chains of fewer elements run one element per invocation even when four would fit: there the
 /// dispatch, not the loads, is the cost, and the one-element kernel compiles in about a quarter
-/// of the time (small_ops, 1024 elements: 4.3-5.0 against 5.3-7.1 us/op in paired runs).
+/// of the time (PERFORMANCE.md, "small chains").
 const FOUR_MIN: usize = 16384;
 
 /// Makes an op's own [`Launch`], given its output buffer (the last binding), when it is needed:

@@ -36,8 +36,8 @@ pub fn binary(
     }
     .filter(|(sh, a4, b4)| sh[1] % 4 == 0 && vec_ok(a4) && vec_ok(b4));
     // The 2-D launches give every row its own workgroup(s); for narrow rows that is many nearly
-    // empty workgroups, each with its own start-up cost on a software adapter ([256, 10]: 256
-    // workgroups, 0.34 ms), so rows narrower than a quarter of a workgroup take the 1-D kernel.
+    // empty workgroups, each with its own start-up cost on a software adapter, so rows narrower
+    // than a quarter of a workgroup take the 1-D kernel (PERFORMANCE.md, "narrow rows").
     let wide = |cols: usize, rows: usize| rows == 1 || cols >= 64;
     let g4 = view4
         .as_ref()

@@ -4,7 +4,7 @@
 
 use kiln_device::kernels;
 use kiln_device::op::BinaryOp;
-use kiln_device::{AdapterChoice, DeviceOptions, GpuBuffer, GpuDevice};
+use kiln_device::{AdapterChoice, DeviceOptions, DeviceResult, GpuBuffer, GpuDevice};
 
 /// A device of its own with the default options (not the process-wide one other tests share,
 /// and not what the environment chooses), so that its dispatch counter counts only this test's
@@ -16,7 +16,16 @@ pub fn private_device() -> Option<GpuDevice> {
 /// A device of its own with `options`; `None` (with a note) without an adapter, unless
 /// `KILN_REQUIRE_GPU=1`.
 pub fn private_device_with(options: DeviceOptions) -> Option<GpuDevice> {
-    match GpuDevice::open_with(AdapterChoice::Best, options) {
+    or_skip(GpuDevice::open_with(AdapterChoice::Best, options))
+}
+
+/// The process-wide device (`GpuDevice::open`), or `None` as for [`private_device_with`].
+pub fn shared_device() -> Option<GpuDevice> {
+    or_skip(GpuDevice::open(AdapterChoice::Best))
+}
+
+fn or_skip(found: DeviceResult<GpuDevice>) -> Option<GpuDevice> {
+    match found {
         Ok(d) => Some(d),
         Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() != Ok("1") => {
             eprintln!("skipping: {e}");
