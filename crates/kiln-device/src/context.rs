@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::adapter::AdapterSummary;
 use crate::error::{DeviceError, DeviceResult};
-use crate::options::{DeviceOptions, Fusion};
+use crate::options::{DeviceOptions, Fusion, MatmulPolicy};
 use crate::wgsl::Family;
 use crate::wgsl::matmul::{MatmulKernel, ScalarKernel};
 
@@ -134,6 +134,11 @@ impl Context {
     /// Sets the fusion mode alone (no kernel depends on it: the caches stay).
     pub(crate) fn set_fusion(&self, fusion: Fusion) {
         self.options.write().unwrap().0.fusion = fusion;
+    }
+
+    /// The matmul kernel policy (read on every matmul: no clone of the options).
+    pub(crate) fn matmul_policy(&self) -> MatmulPolicy {
+        self.options.read().unwrap().0.matmul
     }
 
     /// Whether elementwise ops are fused.

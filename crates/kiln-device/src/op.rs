@@ -155,7 +155,9 @@ macro_rules! define_unary {
         define_ops!(UnaryOp, "unary", $($(#[$doc])* $name: $wgsl, $cpu, [$($rest)*], [$($grad)*];)*);
 
         impl UnaryOp {
-            /// The op on one value on the CPU (`alpha` is the scalar of the scalar forms).
+            /// The op on one value on the CPU (`alpha` is the scalar of the scalar forms). Inlined
+            /// into the CPU reference's loops, where the match is hoisted out of the loop.
+            #[inline]
             pub fn eval(self, v: f32, alpha: f32) -> f32 {
                 match self {
                     $(UnaryOp::$name => {
@@ -173,7 +175,8 @@ macro_rules! define_binary {
         define_ops!(BinaryOp, "binary", $($(#[$doc])* $name: $wgsl, $cpu, [$($rest)*], [$($grad)*];)*);
 
         impl BinaryOp {
-            /// The op on one pair of values on the CPU.
+            /// The op on one pair of values on the CPU (inlined, as [`UnaryOp::eval`]).
+            #[inline]
             pub fn eval(self, u: f32, v: f32) -> f32 {
                 match self {
                     $(BinaryOp::$name => {

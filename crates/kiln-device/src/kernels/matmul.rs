@@ -90,7 +90,7 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
         c_bs: u(d.m * d.n)?,
         pad3: [0; 3],
     };
-    let kernel = choose_kernel(d, dev.row_matmul(), dev.cx().options().matmul);
+    let kernel = choose_kernel(d, dev.row_matmul(), dev.cx().matmul_policy());
     let (rows, cols) = kernel.block();
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
     let gx = d.n.div_ceil(cols);
