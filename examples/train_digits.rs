@@ -1,6 +1,6 @@
 //! The main example: an MLP 64-128-128-10 (ReLU) trained with Adam on the bundled handwritten
-//! digits (8x8 images, 80/20 split), on the GPU when there is one (or the software adapter),
-//! else the CPU. Saves a checkpoint at the end; `--resume` continues from it.
+//! digits (8x8 images, 80/20 split), on `Device::best()`: a hardware GPU when there is one, else
+//! the CPU (`--device software` for Mesa's software adapter, slower than the CPU device). Saves a checkpoint at the end; `--resume` continues from it.
 //!
 //! ```text
 //! cargo run --release -p kiln-examples --example train_digits -- \

@@ -38,7 +38,14 @@ fn child() {
         Ok("best-software") => {
             let d = Device::best();
             println!("BEST: {}", d.name());
-            assert!(d.is_gpu());
+            assert!(d.is_gpu() && d.name().ends_with(", software]"));
+        }
+        Ok("best-default") => {
+            // A hardware GPU if there is one, else the CPU: never a software adapter unasked.
+            let d = Device::best();
+            println!("BEST: {}", d.name());
+            assert!(!d.name().ends_with(", software]"), "{}", d.name());
+            assert_eq!(Device::best(), d, "the same device again");
         }
         other => panic!("unknown child mode {other:?}"),
     }
@@ -58,6 +65,24 @@ fn kiln_device_variable_chooses_the_device() {
     if gpu_device().is_some() {
         let out = run_child("best-software", &[("KILN_DEVICE", "software")]);
         assert!(out.contains("BEST: "), "{out}");
+    }
+}
+
+/// Unset (or unknown), `KILN_DEVICE` leaves the choice to `best()`: a hardware adapter, else the
+/// CPU device, never a software adapter; the choice and its reason are said once.
+#[test]
+fn best_prefers_the_cpu_device_to_a_software_adapter() {
+    for value in ["", "tpu"] {
+        let out = run_child("best-default", &[("KILN_DEVICE", value)]);
+        assert_eq!(out.matches("kiln: Device::best() chose").count(), 1, "{out}");
+        let software_only = kiln::kiln_device::adapter_reports().iter().all(|r| r.summary.device_type == "software");
+        if software_only {
+            assert!(out.contains("chose cpu: ") && out.contains("no hardware GPU adapter found"), "{out}");
+            assert!(out.contains("KILN_DEVICE=software"), "{out}");
+        }
+        if value == "tpu" {
+            assert!(out.contains("KILN_DEVICE=\"tpu\" is not cpu, gpu or software"), "{out}");
+        }
     }
 }
 

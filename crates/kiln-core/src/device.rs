@@ -1,6 +1,6 @@
 //! Devices: the host CPU, or a wgpu adapter.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use kiln_device::{AdapterChoice, DeviceOptions, GpuDevice};
 
 /// Where a tensor lives and where its ops run.
@@ -37,21 +37,48 @@ impl Device {
         Ok(Device::Gpu(GpuDevice::open(AdapterChoice::Software)?))
     }
 
-    /// `KILN_DEVICE=cpu|gpu|software` if set; else the GPU if any adapter exists; else the CPU
-    /// (saying so once on stderr).
+    /// The device to train on by default: `KILN_DEVICE=cpu|gpu|software` if set; else a hardware
+    /// GPU adapter if wgpu finds one; else the CPU device. A software adapter (such as Mesa's
+    /// lavapipe) is slower than kiln's CPU kernels, so it is used only when asked
+    /// (`KILN_DEVICE=software`, [`Device::software`], or [`Device::gpu`] where it is all there is).
+    /// Says which device it chose, and why, once per process on stderr.
     pub fn best() -> Device {
-        let choice = std::env::var("KILN_DEVICE").unwrap_or_default();
-        let found = match choice.as_str() {
-            "cpu" => return Device::Cpu,
-            "software" => Device::software(),
-            _ => Device::gpu(),
-        };
-        match found {
-            Ok(d) => d,
-            Err(e) => {
-                static ONCE: std::sync::Once = std::sync::Once::new();
-                ONCE.call_once(|| eprintln!("kiln: falling back to the CPU device: {e}"));
-                Device::Cpu
+        let (dev, why) = Device::choose(std::env::var("KILN_DEVICE").ok().as_deref());
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| eprintln!("kiln: Device::best() chose {}: {why}", dev.name()));
+        dev
+    }
+
+    /// `best()`'s choice for a `KILN_DEVICE` value, and the reason it gives.
+    fn choose(var: Option<&str>) -> (Device, String) {
+        let fallback =
+            |asked: &str, e: Error| (Device::Cpu, format!("{asked}, but {e}; falling back to the CPU device"));
+        match var.map(str::trim).filter(|v| !v.is_empty()) {
+            Some("cpu") => (Device::Cpu, "KILN_DEVICE=cpu".into()),
+            Some("gpu") => match Device::gpu() {
+                Ok(d) => (d, "KILN_DEVICE=gpu".into()),
+                Err(e) => fallback("KILN_DEVICE=gpu", e),
+            },
+            Some("software") => match Device::software() {
+                Ok(d) => (d, "KILN_DEVICE=software".into()),
+                Err(e) => fallback("KILN_DEVICE=software", e),
+            },
+            other => {
+                let unknown =
+                    other.map(|v| format!("KILN_DEVICE={v:?} is not cpu, gpu or software; ")).unwrap_or_default();
+                match GpuDevice::open(AdapterChoice::Hardware) {
+                    Ok(g) => (
+                        Device::Gpu(g),
+                        format!("{unknown}a hardware GPU adapter (KILN_DEVICE=cpu for the CPU device)"),
+                    ),
+                    Err(e) => (
+                        Device::Cpu,
+                        format!(
+                            "{unknown}{e}; falling back to the CPU device, which is faster than a software adapter \
+                             (KILN_DEVICE=software or Device::software() to use one anyway)"
+                        ),
+                    ),
+                }
             }
         }
     }
@@ -66,7 +93,7 @@ impl Device {
         matches!(self, Device::Gpu(_))
     }
 
-    /// A readable name, e.g. "cpu" or "llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]".
+    /// A readable name, e.g. "cpu" or "llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, software]".
     pub fn name(&self) -> String {
         match self {
             Device::Cpu => "cpu".to_string(),

@@ -18,6 +18,8 @@ pub enum AdapterChoice {
     Best,
     /// A software (CPU) adapter such as Mesa's lavapipe.
     Software,
+    /// The best hardware adapter (discrete, integrated or virtual GPU); never a software one.
+    Hardware,
 }
 
 /// What kiln knows about an adapter, for listing.
@@ -27,7 +29,8 @@ pub struct AdapterSummary {
     pub name: String,
     /// Backend: Vulkan, Metal, Dx12, Gl.
     pub backend: String,
-    /// Device type: DiscreteGpu, IntegratedGpu, VirtualGpu, Cpu, Other.
+    /// Device type: discrete, integrated, virtual, software (a CPU adapter such as lavapipe),
+    /// other.
     pub device_type: String,
     /// Driver name and info.
     pub driver: String,
@@ -38,7 +41,14 @@ impl AdapterSummary {
         AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
+            device_type: match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => "discrete",
+                wgpu::DeviceType::IntegratedGpu => "integrated",
+                wgpu::DeviceType::VirtualGpu => "virtual",
+                wgpu::DeviceType::Cpu => "software",
+                wgpu::DeviceType::Other => "other",
+            }
+            .to_string(),
             driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
         }
     }
@@ -137,16 +147,32 @@ fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
 /// The adapter `choice` picks, or an error with the install hint.
 pub(crate) fn pick(choice: AdapterChoice) -> DeviceResult<wgpu::Adapter> {
     let mut adapters = adapters();
-    if choice == AdapterChoice::Software {
-        adapters.retain(|a| a.get_info().device_type == wgpu::DeviceType::Cpu);
+    let software = |a: &wgpu::Adapter| a.get_info().device_type == wgpu::DeviceType::Cpu;
+    match choice {
+        AdapterChoice::Best => {}
+        AdapterChoice::Software => adapters.retain(software),
+        AdapterChoice::Hardware => adapters.retain(|a| !software(a)),
     }
     adapters.sort_by_key(|a| rank(&a.get_info()));
     adapters.into_iter().next().ok_or_else(|| {
         DeviceError::NoAdapter(match choice {
             AdapterChoice::Best => crate::INSTALL_HINT.to_string(),
             AdapterChoice::Software => format!("no software adapter found; {}", crate::INSTALL_HINT),
+            AdapterChoice::Hardware => {
+                let found: Vec<String> = adapters_listed();
+                if found.is_empty() {
+                    format!("no hardware GPU adapter found; {}", crate::INSTALL_HINT)
+                } else {
+                    format!("no hardware GPU adapter found (only {})", found.join(", "))
+                }
+            }
         })
     })
+}
+
+/// The names of the adapters kiln can see, for messages.
+fn adapters_listed() -> Vec<String> {
+    adapters().iter().map(|a| a.get_info().name).collect()
 }
 
 /// A wgpu device and queue on `adapter`, with its real limits and the optional features it has.

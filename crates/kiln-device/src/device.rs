@@ -96,7 +96,7 @@ impl GpuDevice {
         self.inner.cx.id
     }
 
-    /// "name [Backend, type]", e.g. "llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]".
+    /// "name [Backend, type]", e.g. "llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, software]".
     pub fn name(&self) -> String {
         let s = &self.inner.cx.summary;
         format!("{} [{}, {}]", s.name, s.backend, s.device_type)

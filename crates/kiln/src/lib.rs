@@ -10,7 +10,7 @@
 //! use kiln::nn::functional::mse_loss;
 //!
 //! kiln::manual_seed(0);
-//! let dev = Device::cpu(); // or Device::best(): the GPU when there is one
+//! let dev = Device::cpu(); // or Device::best(): a hardware GPU when there is one
 //! let w = Tensor::randn(&[3, 1], &dev)?.set_requires_grad(true);
 //! let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], &dev)?;
 //! let y = Tensor::from_vec(vec![1.0, 2.0], &[2, 1], &dev)?;
