@@ -115,16 +115,16 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let fwd_big = |x: &Tensor| big.classifier.forward(&big.encoder.forward(x)?);
 
     // 3. Freeze the loaded encoder and train only the new classifier.
-    big.freeze("encoder.");
+    big.freeze("encoder.")?;
     report("encoder frozen, before training", &big, accuracy(&fwd_big, &big, &test_set, &dev)?);
     train(&fwd_big, &big, &train_set, 3, &dev)?;
     report("classifier trained (encoder frozen)", &big, accuracy(&fwd_big, &big, &test_set, &dev)?);
 
     // 4. Unfreeze gradually: the encoder's last layer, then everything.
-    big.unfreeze("encoder.2.");
+    big.unfreeze("encoder.2.")?;
     train(&fwd_big, &big, &train_set, 2, &dev)?;
     report("encoder's last layer unfrozen", &big, accuracy(&fwd_big, &big, &test_set, &dev)?);
-    big.unfreeze("");
+    big.unfreeze("")?;
     train(&fwd_big, &big, &train_set, 2, &dev)?;
     report("all unfrozen", &big, accuracy(&fwd_big, &big, &test_set, &dev)?);
     std::fs::remove_file(&path).ok();

@@ -25,7 +25,7 @@ fn net(dev: &Device) -> Net {
 
 device_test!(summary_groups_and_totals, |dev| {
     let m = net(dev);
-    m.freeze("encoder.");
+    m.freeze("encoder.").unwrap();
     let s = summary(&m);
     let modules: Vec<&str> = s.groups.iter().map(|g| g.module.as_str()).collect();
     assert_eq!(modules, ["", "encoder", "bn", "head.0", "head.2"]);
@@ -50,7 +50,7 @@ device_test!(summary_groups_and_totals, |dev| {
 
 device_test!(parameter_and_gradient_stats, |dev| {
     let m = net(dev);
-    m.freeze("encoder.");
+    m.freeze("encoder.").unwrap();
     let x = Tensor::from_vec(data(8 * 4, 1), &[8, 4], dev)?;
     let y = m.head.forward(&m.bn.forward(&m.encoder.forward(&x)?)?)?;
     y.sum_all()?.backward()?;

@@ -196,7 +196,7 @@ device_test!(freezing_and_counting, |dev| {
     let n = c.num_parameters();
     // 6*8+8 + 8+8 + 8 + 8*4+4 + 4*2+2
     assert_eq!(n, ParamCount { total: 126, trainable: 126, non_trainable: 0 });
-    assert_eq!(c.freeze("encoder."), 2);
+    assert_eq!(c.freeze("encoder.").unwrap(), 2);
     let n = c.num_parameters();
     assert_eq!((n.total, n.trainable, n.non_trainable), (126, 70, 56));
     let x = Tensor::from_vec(data(30, 4), &[5, 6], dev)?;
@@ -205,7 +205,12 @@ device_test!(freezing_and_counting, |dev| {
     assert!(c.head.parameters()[0].grad().is_some());
     c.requires_grad_(false);
     assert_eq!(c.num_parameters().trainable, 0);
-    c.unfreeze("");
+    c.unfreeze("").unwrap();
+    assert_eq!(c.num_parameters().trainable, 126);
+    // A prefix that matches nothing (a typo) is an error that lists the names, and changes nothing.
+    let e = c.freeze("encodr.").unwrap_err().to_string();
+    assert!(e.contains("freeze") && e.contains("\"encodr.\"") && e.contains("scale, encoder, bn, head"), "{e}");
+    assert!(c.unfreeze("tail.").is_err());
     assert_eq!(c.num_parameters().trainable, 126);
     // Buffers are not parameters.
     let names: Vec<String> = c.named_buffers().into_iter().map(|(n, _)| n).collect();
@@ -438,3 +443,55 @@ fn a_failed_move_leaves_the_model_where_it_was() {
     assert_eq!(m.huge.device(), cpu);
     m.fc.forward(&Tensor::ones(&[1, 3], &cpu).unwrap()).unwrap();
 }
+
+device_test!(parameters_buffers_and_layers_by_name, |dev| {
+    let c = Custom::new(dev)?;
+    // PyTorch's get_parameter / get_buffer: the same handles as the fields.
+    let w = c.get_parameter("head.2.weight").unwrap();
+    assert_eq!(w.shape(), vec![2, 4]);
+    assert_eq!(w.id(), c.head.get_as::<Linear>(2).unwrap().weight.id());
+    assert_eq!(c.get_parameter("scale").unwrap().id(), c.scale.id());
+    assert!(c.get_parameter("head.1.weight").is_none() && c.get_parameter("encoder").is_none());
+    assert_eq!(c.get_buffer("bn.running_var").unwrap().tensor().to_vec()?, vec![1.0; 8]);
+    assert!(c.get_buffer("offset").is_some() && c.get_buffer("bn.weight").is_none());
+    // Layers by dotted name, as trait objects or as their type (model.head[0] in PyTorch).
+    assert_eq!(c.get_submodule("head").unwrap().named_parameters().len(), 4);
+    assert!(c.get_submodule("").is_some() && c.get_submodule("head.5").is_none());
+    let first = c.get_submodule_as::<Linear>("head.0").unwrap();
+    assert_eq!(first.weight.shape(), vec![4, 8]);
+    assert!(c.get_submodule_as::<ReLU>("head.1").is_some());
+    assert!(c.get_submodule_as::<Linear>("head.1").is_none(), "a ReLU is not a Linear");
+    assert!(c.get_submodule_as::<Sequential>("head").is_some());
+    // A change through the handle is a change to the model.
+    first.weight.set(Tensor::zeros(&[4, 8], dev)?)?;
+    assert_eq!(c.get_parameter("head.0.weight").unwrap().tensor().to_vec()?, vec![0.0; 32]);
+});
+
+device_test!(activation_modules, |dev| {
+    use kiln::nn::{GELU, Identity, LogSoftmax, Sigmoid, Softmax, Tanh};
+    let xs = data(12, 3);
+    let x = Tensor::from_vec(xs.clone(), &[3, 4], dev)?;
+    let f64s_of = |f: &dyn Fn(f64) -> f64| xs.iter().map(|&v| f(v as f64)).collect::<Vec<f64>>();
+    assert_close(&Tanh.forward(&x)?.to_vec()?, &f64s_of(&f64::tanh), 1e-6);
+    assert_close(&Sigmoid.forward(&x)?.to_vec()?, &f64s_of(&|v| 1.0 / (1.0 + (-v).exp())), 1e-6);
+    assert_eq!(Identity.forward(&x)?.to_vec()?, xs);
+    let gelu = |v: f64| 0.5 * v * (1.0 + libm::erf(v / 2f64.sqrt()));
+    assert_close(&GELU.forward(&x)?.to_vec()?, &f64s_of(&gelu), 1e-5);
+    // Softmax over the last dim (-1) and the first (0): rows or columns sum to 1.
+    let rows = Softmax::new(-1).forward(&x)?.to_vec()?;
+    for r in 0..3 {
+        let e: Vec<f64> = (0..4).map(|c| (xs[r * 4 + c] as f64).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        assert_close(&rows[r * 4..r * 4 + 4], &e.iter().map(|v| v / sum).collect::<Vec<_>>(), 1e-6);
+    }
+    let cols = Softmax::new(0).forward(&x)?.sum(0, false)?.to_vec()?;
+    assert_close(&cols, &[1.0; 4], 1e-6);
+    let logp = LogSoftmax::new(1).forward(&x)?.exp()?.sum(1, false)?.to_vec()?;
+    assert_close(&logp, &[1.0; 3], 1e-6);
+    // A dim the input does not have is an error at forward, naming the op.
+    assert!(Softmax::new(2).forward(&x).unwrap_err().to_string().contains("softmax"));
+    // In a Sequential, with no parameters to register.
+    let seq = Sequential::new().push(Tanh).push(Identity).push(Softmax::new(-1));
+    assert_eq!(seq.num_parameters().total, 0);
+    assert_close(&seq.forward(&x)?.sum(-1, false)?.to_vec()?, &[1.0; 3], 1e-6);
+});

@@ -251,7 +251,7 @@ device_test!(frozen_and_gradless_parameters_are_skipped, |dev| {
     let fx = fixtures(dev);
     let (x, y) = (fx.get("x").unwrap().clone(), fx.get("y").unwrap().clone());
     let m = model(&fx, dev);
-    m.freeze("0.");
+    m.freeze("0.").unwrap();
     let before: Vec<Vec<f32>> = m.parameters().iter().map(|p| p.tensor().to_vec().unwrap()).collect();
     let mut opt = Adam::new(m.named_parameters(), AdamConfig { lr: 0.1, ..Default::default() })?;
     train_step(&m, &mut opt, &x, &y)?;
@@ -260,7 +260,7 @@ device_test!(frozen_and_gradless_parameters_are_skipped, |dev| {
     assert_eq!(before[1], after[1], "frozen bias unchanged");
     assert_ne!(before[2], after[2], "trainable weight moved");
     // A parameter with no gradient is skipped too.
-    m.unfreeze("");
+    m.unfreeze("").unwrap();
     opt.zero_grad();
     opt.step()?;
     assert_eq!(m.parameters()[2].tensor().to_vec()?, after[2]);

@@ -313,15 +313,66 @@ pub trait Module {
         }
     }
 
-    /// Freezes every parameter whose dotted name starts with `prefix` (e.g. "layer1.").
-    /// Returns how many were frozen.
-    fn freeze(&self, prefix: &str) -> usize {
-        self.set_requires_grad_where(&|n| n.starts_with(prefix), false)
+    /// Freezes every parameter whose dotted name starts with `prefix` (e.g. "layer1."; "" is
+    /// every parameter). Returns how many were frozen; a prefix that matches no parameter is an
+    /// error naming the model's top-level names (a typo would otherwise freeze nothing).
+    fn freeze(&self, prefix: &str) -> Result<usize> {
+        self.set_requires_grad_matching("freeze", prefix, false)
     }
 
-    /// Unfreezes every parameter whose dotted name starts with `prefix`.
-    fn unfreeze(&self, prefix: &str) -> usize {
-        self.set_requires_grad_where(&|n| n.starts_with(prefix), true)
+    /// Unfreezes every parameter whose dotted name starts with `prefix`; errors as
+    /// [`Module::freeze`].
+    fn unfreeze(&self, prefix: &str) -> Result<usize> {
+        self.set_requires_grad_matching("unfreeze", prefix, true)
+    }
+
+    /// `freeze`/`unfreeze`: the count, or an error when `prefix` matches nothing.
+    fn set_requires_grad_matching(&self, op: &'static str, prefix: &str, requires_grad: bool) -> Result<usize> {
+        let n = self.set_requires_grad_where(&|n| n.starts_with(prefix), requires_grad);
+        if n == 0 && !self.named_parameters().is_empty() {
+            let mut tops: Vec<String> = Vec::new();
+            for (name, _) in self.named_parameters() {
+                let top = name.split('.').next().unwrap_or_default().to_string();
+                if !tops.contains(&top) {
+                    tops.push(top);
+                }
+            }
+            let msg =
+                format!("no parameter name starts with {prefix:?} (the model's top-level names: {})", tops.join(", "));
+            return Err(Error::invalid(op, msg));
+        }
+        Ok(n)
+    }
+
+    /// The parameter with this dotted name (PyTorch's `get_parameter`), e.g. "features.0.weight".
+    fn get_parameter(&self, name: &str) -> Option<Parameter> {
+        let mut found = None;
+        walk(self.as_dyn(), "", &mut |n, e| {
+            if let (Entry::Param(p), None) = (e, &found)
+                && n == name
+            {
+                found = Some(p.clone());
+            }
+        });
+        found
+    }
+
+    /// The buffer with this dotted name (PyTorch's `get_buffer`), e.g. "bn.running_mean";
+    /// pruning masks included.
+    fn get_buffer(&self, name: &str) -> Option<Buffer> {
+        self.named_buffers().into_iter().find(|(n, _)| n == name).map(|(_, b)| b)
+    }
+
+    /// The descendant module with this dotted name (PyTorch's `get_submodule`; "" is this
+    /// module), as a trait object; [`Module::get_submodule_as`] for the concrete type.
+    fn get_submodule(&self, name: &str) -> Option<&dyn Module> {
+        self.named_modules().into_iter().find(|(n, _)| n == name).map(|(_, m)| m)
+    }
+
+    /// This module as `Any`, for typed access (`get_submodule_as`). `#[derive(Module)]` writes
+    /// it; a hand-written module without it cannot be reached by type.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
     }
 
     /// Sets `requires_grad` on the parameters whose names satisfy `pred`; returns how many.
@@ -437,6 +488,16 @@ pub trait Module {
             }
         }
         c
+    }
+
+    /// The descendant module with this dotted name as its concrete type, e.g.
+    /// `model.get_submodule_as::<nn::Linear>("features.0")`; `None` if there is no such module
+    /// or it is of another type.
+    fn get_submodule_as<T: 'static>(&self, name: &str) -> Option<&T>
+    where
+        Self: Sized,
+    {
+        self.get_submodule(name)?.as_any()?.downcast_ref::<T>()
     }
 
     /// This module as a trait object: `fn as_dyn(&self) -> &dyn Module { self }` (the derive

@@ -86,6 +86,17 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     }
     let ident = &input.ident;
     let (impl_g, ty_g, where_g) = input.generics.split_for_impl();
+    // Typed access (`get_submodule_as`) needs `Any`, which only 'static types have: modules
+    // without lifetime or type parameters (type parameters could be borrowed types).
+    let as_any = if input.generics.params.is_empty() {
+        quote! {
+            fn as_any(&self) -> ::core::option::Option<&dyn ::core::any::Any> {
+                ::core::option::Option::Some(self)
+            }
+        }
+    } else {
+        quote! {}
+    };
     Ok(quote! {
         impl #impl_g #krate::module::Module for #ident #ty_g #where_g {
             fn visit<'__kiln_a>(&'__kiln_a self, f: &mut #krate::module::VisitFn<'_, '__kiln_a>) {
@@ -94,6 +105,7 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             fn as_dyn(&self) -> &dyn #krate::module::Module {
                 self
             }
+            #as_any
         }
     })
 }

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+mod activation;
 mod batchnorm;
 mod dropout;
 mod embedding;
@@ -15,6 +16,7 @@ mod linear;
 pub mod prune;
 mod sequential;
 
+pub use activation::{GELU, Identity, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh};
 pub use batchnorm::BatchNorm1d;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
@@ -27,15 +29,4 @@ use kiln_core::{Result, Tensor};
 pub trait Forward {
     /// Applies the layer.
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
-}
-
-/// max(x, 0), elementwise. Has no parameters.
-#[derive(Debug, Clone, Copy, Default, kiln_derive::Module)]
-#[module(crate = "kiln_core")]
-pub struct ReLU;
-
-impl Forward for ReLU {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.relu()
-    }
 }

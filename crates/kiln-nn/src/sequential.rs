@@ -51,6 +51,12 @@ impl Sequential {
     pub fn get(&self, i: usize) -> Option<&dyn Layer> {
         self.layers.get(i).map(|l| l.as_ref())
     }
+
+    /// The i-th layer as its concrete type (`model.get_as::<nn::Linear>(0)?.weight`, PyTorch's
+    /// `model[0].weight`); `None` past the end or for a layer of another type.
+    pub fn get_as<T: 'static>(&self, i: usize) -> Option<&T> {
+        self.layers.get(i)?.as_module().as_any()?.downcast_ref::<T>()
+    }
 }
 
 impl Module for Sequential {
@@ -63,6 +69,10 @@ impl Module for Sequential {
 
     fn as_dyn(&self) -> &dyn Module {
         self
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }
 
