@@ -158,3 +158,55 @@ device_test!(embedding_looks_up_and_accumulates, |dev| {
     assert!(e.forward(&Tensor::from_labels(&[10], dev)?).is_err());
     assert_eq!(e.named_parameters()[0].0, "weight");
 });
+
+device_test!(dtype_conversions_and_int64_labels, |dev| {
+    // to_dtype between F32, U32 and I64, both ways, values kept.
+    let f = Tensor::from_vec(vec![0.0, 3.0, 1.0, 2.0, 16777216.0, 7.0], &[2, 3], dev)?;
+    let u = f.to_dtype(DType::U32)?;
+    assert_eq!((u.dtype(), u.shape()), (DType::U32, &[2usize, 3][..]));
+    assert_eq!(u.to_vec_u32()?, [0, 3, 1, 2, 16777216, 7]);
+    let i = u.to_dtype(DType::I64)?;
+    assert_eq!(i.to_vec_i64()?, [0, 3, 1, 2, 16777216, 7]);
+    assert_eq!(i.to_dtype(DType::F32)?.to_vec()?, f.to_vec()?);
+    assert_eq!(f.to_dtype(DType::I64)?.to_dtype(DType::U32)?.to_vec_u32()?, u.to_vec_u32()?);
+    assert_eq!(Tensor::from_vec(vec![-2.0], &[1], dev)?.to_dtype(DType::I64)?.to_vec_i64()?, [-2]);
+    // Values that do not fit: the first one is named, with its index.
+    for (vals, to, what) in [
+        (vec![1.0, 2.5, -1.0], DType::U32, "element 1 (2.5)"),
+        (vec![1.0, -1.0], DType::U32, "element 1 (-1)"),
+        (vec![f32::NAN], DType::I64, "element 0 (NaN)"),
+    ] {
+        let n = vals.len();
+        let e = Tensor::from_vec(vals, &[n], dev)?.to_dtype(to).unwrap_err().to_string();
+        assert!(e.starts_with("to_dtype") && e.contains(what), "{e}");
+    }
+    let neg = Tensor::from_vec_i64(vec![4, -100, 5_000_000_000], &[3], dev)?;
+    assert!(neg.to_dtype(DType::U32).unwrap_err().to_string().contains("element 1 (-100)"));
+    // Losses, one_hot and datasets take PyTorch's int64 labels as they are.
+    let x = tensor(&[5, 4], 3, dev, true);
+    let l32 = Tensor::from_labels(&[3, 0, 1, 1, 2], dev)?;
+    let l64 = Tensor::from_vec_i64(vec![3, 0, 1, 1, 2], &[5], dev)?;
+    let a = cross_entropy(&x, &l32)?;
+    a.backward()?;
+    let ga = x.grad().unwrap().to_vec()?;
+    let x2 = tensor(&[5, 4], 3, dev, true);
+    let b = cross_entropy(&x2, &l64)?;
+    b.backward()?;
+    assert_eq!(a.item()?, b.item()?);
+    assert_eq!(ga, x2.grad().unwrap().to_vec()?);
+    assert_eq!(nll_loss(&x.log_softmax(1)?, &l64)?.item()?, nll_loss(&x.log_softmax(1)?, &l32)?.item()?);
+    assert_eq!(Tensor::one_hot(&l64, 4)?.to_vec()?, Tensor::one_hot(&l32, 4)?.to_vec()?);
+    let e = cross_entropy(&x, &Tensor::from_vec_i64(vec![3, 0, -1, 1, 2], &[5], dev)?).unwrap_err().to_string();
+    assert!(e.starts_with("cross_entropy: labels:") && e.contains("(-1)"), "{e}");
+    let ds = kiln::data::TensorDataset::new(&x.detach(), &l64)?;
+    let (_, y) = kiln::data::DataLoader::new(&ds, 5).device(dev).iter().next().unwrap();
+    assert_eq!((y.dtype(), y.to_vec_u32()?), (DType::U32, vec![3, 0, 1, 1, 2]));
+    // A wrong dtype says how to make the right one.
+    let e = cross_entropy(&x, &Tensor::from_vec(vec![3.0, 0.0, 1.0, 1.0, 2.0], &[5], dev)?).unwrap_err().to_string();
+    assert!(
+        e.contains("expected a U32 tensor, got F32")
+            && e.contains("Tensor::from_labels")
+            && e.contains(".to_dtype(DType::U32)"),
+        "{e}"
+    );
+});

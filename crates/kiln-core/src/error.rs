@@ -39,7 +39,7 @@ pub enum Error {
         numel: usize,
     },
     /// A tensor of the wrong dtype.
-    #[error("{op}: expected a {expected:?} tensor, got {got:?} (shape {shape:?})")]
+    #[error("{op}: expected a {expected:?} tensor, got {got:?} (shape {shape:?}){}", dtype_hint(*expected))]
     DType {
         /// The operation.
         op: &'static str,
@@ -143,5 +143,14 @@ impl Error {
     /// An [`Error::Invalid`] for `op`.
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
         Error::Invalid { op, msg: msg.into() }
+    }
+}
+
+/// How to make a tensor of `expected`, for [`Error::DType`]'s message.
+fn dtype_hint(expected: DType) -> &'static str {
+    match expected {
+        DType::U32 => "; make class labels with Tensor::from_labels, or convert with .to_dtype(DType::U32)",
+        DType::F32 => "; convert with .to_dtype(DType::F32)",
+        DType::I64 => "; convert with .to_dtype(DType::I64)",
     }
 }

@@ -76,43 +76,44 @@ fn weighted(op: &'static str, rows: Tensor, labels: &Tensor, classes: usize, o: 
     }
 }
 
-fn check_class_inputs(op: &'static str, x: &Tensor, labels: &Tensor) -> Result<usize> {
-    labels.expect_dtype(op, DType::U32)?;
+/// The class count of `x` [N, C] and the labels [N] as `U32` (`I64` labels converted).
+fn check_class_inputs(op: &'static str, x: &Tensor, labels: &Tensor) -> Result<(usize, Tensor)> {
+    let labels = labels.labels_u32(op)?;
     x.expect_dtype(op, DType::F32)?;
     if x.rank() != 2 || labels.rank() != 1 || labels.shape()[0] != x.shape()[0] {
         return Err(Error::ShapeMismatch { op, lhs: x.shape().to_vec(), rhs: labels.shape().to_vec() });
     }
-    x.same_device(op, labels)?;
-    Ok(x.shape()[1])
+    x.same_device(op, &labels)?;
+    Ok((x.shape()[1], labels))
 }
 
-/// Cross-entropy of logits [N, C] against U32 class labels [N], averaged over N. One fused
-/// kernel computes the per-row losses, one the gradient.
+/// Cross-entropy of logits [N, C] against class labels [N] (`U32`, or PyTorch's int64 as `I64`),
+/// averaged over N. One fused kernel computes the per-row losses, one the gradient.
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     cross_entropy_with(logits, labels, &LossOptions::default())
 }
 
 /// Cross-entropy with class weights, an ignore index and a reduction, as PyTorch's.
 pub fn cross_entropy_with(logits: &Tensor, labels: &Tensor, o: &LossOptions) -> Result<Tensor> {
-    let classes = check_class_inputs("cross_entropy", logits, labels)?;
-    let rows = logits.cross_entropy_rows(labels, o.ignore_index)?;
-    weighted("cross_entropy", rows, labels, classes, o)
+    let (classes, labels) = check_class_inputs("cross_entropy", logits, labels)?;
+    let rows = logits.cross_entropy_rows(&labels, o.ignore_index)?;
+    weighted("cross_entropy", rows, &labels, classes, o)
 }
 
-/// Negative log-likelihood of log-probabilities [N, C] (e.g. from `log_softmax`) against U32
-/// labels [N], averaged over N.
+/// Negative log-likelihood of log-probabilities [N, C] (e.g. from `log_softmax`) against class
+/// labels [N] (`U32` or `I64`), averaged over N.
 pub fn nll_loss(log_probs: &Tensor, labels: &Tensor) -> Result<Tensor> {
     nll_loss_with(log_probs, labels, &LossOptions::default())
 }
 
 /// `nll_loss` with class weights, an ignore index and a reduction.
 pub fn nll_loss_with(log_probs: &Tensor, labels: &Tensor, o: &LossOptions) -> Result<Tensor> {
-    let classes = check_class_inputs("nll_loss", log_probs, labels)?;
-    check_labels("nll_loss", labels, classes, o.ignore_index)?;
+    let (classes, labels) = check_class_inputs("nll_loss", log_probs, labels)?;
+    check_labels("nll_loss", &labels, classes, o.ignore_index)?;
     let n = labels.numel();
-    let onehot = Tensor::index_mask(labels, n, classes, 1)?.reshape(&[n, classes])?;
+    let onehot = Tensor::index_mask(&labels, n, classes, 1)?.reshape(&[n, classes])?;
     let rows = log_probs.mul(&onehot)?.sum(1usize, false)?.neg()?;
-    weighted("nll_loss", rows, labels, classes, o)
+    weighted("nll_loss", rows, &labels, classes, o)
 }
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {

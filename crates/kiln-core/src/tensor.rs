@@ -340,6 +340,67 @@ impl Tensor {
         })
     }
 
+    /// The same values as `dtype` (PyTorch's `.to(dtype)`): between `F32`, `U32` and `I64`, on
+    /// the tensor's device. A value that does not fit (a fraction, a negative or too large
+    /// integer for the target, NaN) is an error naming the first one; integers beyond 2^24 become
+    /// the nearest f32, as in PyTorch. Not differentiable (the result is a new leaf), except
+    /// `F32` to `F32`, which is the tensor itself. On a GPU device the values are read back to be
+    /// checked and converted, then uploaded: convert labels once, not every step.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        let op = "to_dtype";
+        let dev = self.dev();
+        let shape = self.shape();
+        let bad = |i: usize, v: String| {
+            Err(Error::invalid(op, format!("element {i} ({v}) of a {} tensor does not fit in {dtype}", self.dtype())))
+        };
+        match (self.dtype(), dtype) {
+            (DType::F32, DType::U32) => {
+                let v = self.to_vec()?;
+                match v.iter().position(|&x| !(x >= 0.0 && x <= u32::MAX as f32 && x.fract() == 0.0)) {
+                    Some(i) => bad(i, v[i].to_string()),
+                    None => Tensor::from_vec_u32(v.iter().map(|&x| x as u32).collect(), shape, dev),
+                }
+            }
+            (DType::F32, DType::I64) => {
+                let v = self.to_vec()?;
+                let fits = |x: f32| x.fract() == 0.0 && x >= i64::MIN as f32 && x < i64::MAX as f32;
+                match v.iter().position(|&x| !fits(x)) {
+                    Some(i) => bad(i, v[i].to_string()),
+                    None => Tensor::from_vec_i64(v.iter().map(|&x| x as i64).collect(), shape, dev),
+                }
+            }
+            (DType::I64, DType::U32) => {
+                let v = self.to_vec_i64()?;
+                match v.iter().position(|&x| u32::try_from(x).is_err()) {
+                    Some(i) => bad(i, v[i].to_string()),
+                    None => Tensor::from_vec_u32(v.iter().map(|&x| x as u32).collect(), shape, dev),
+                }
+            }
+            (DType::U32, DType::I64) => {
+                Tensor::from_vec_i64(self.to_vec_u32()?.into_iter().map(i64::from).collect(), shape, dev)
+            }
+            // U32 and I64 to F32: to_vec converts (exact up to 2^24, nearest beyond).
+            (_, DType::F32) => Tensor::from_vec(self.to_vec()?, shape, dev),
+            (a, b) => unreachable!("to_dtype {a} -> {b} is covered above"),
+        }
+    }
+
+    /// Class labels as `U32` for `op`: a `U32` tensor as it is, an `I64` one (PyTorch's int64
+    /// labels) converted (`to_dtype`; a negative label is an error), anything else a dtype error.
+    pub(crate) fn labels_u32(&self, op: &'static str) -> Result<Tensor> {
+        match self.dtype() {
+            DType::U32 => Ok(self.clone()),
+            DType::I64 => self.to_dtype(DType::U32).map_err(|e| match e {
+                Error::Invalid { msg, .. } => Error::invalid(op, format!("labels: {msg}")),
+                e => e,
+            }),
+            _ => Err(Error::DType { op, expected: DType::U32, got: self.dtype(), shape: self.shape().to_vec() }),
+        }
+    }
+
     /// Copies the values of an `I64` tensor to the host.
     pub fn to_vec_i64(&self) -> Result<Vec<i64>> {
         self.expect_dtype("to_vec_i64", DType::I64)?;

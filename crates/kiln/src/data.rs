@@ -68,8 +68,8 @@ pub struct TensorDataset {
 }
 
 impl TensorDataset {
-    /// From tensors `x` [N, ...] (F32) and `y` [N, ...] (U32 labels or F32 values), on any device
-    /// (they are copied to the host once).
+    /// From tensors `x` [N, ...] (F32) and `y` [N, ...] (U32 or I64 labels, or F32 values), on any
+    /// device (they are copied to the host once; I64 labels become U32 batches).
     pub fn new(x: &Tensor, y: &Tensor) -> Result<TensorDataset> {
         if x.rank() == 0 || y.rank() == 0 || x.shape()[0] != y.shape()[0] {
             return Err(Error::ShapeMismatch {
@@ -89,14 +89,12 @@ impl TensorDataset {
         let targets = match y.dtype() {
             DType::U32 => Targets::Labels(y.to_vec_u32()?),
             DType::F32 => Targets::Values(y.to_vec()?),
-            DType::I64 => {
-                return Err(Error::DType {
-                    op: "TensorDataset::new",
-                    expected: DType::U32,
-                    got: DType::I64,
-                    shape: y.shape().to_vec(),
-                });
-            }
+            // PyTorch's int64 labels: converted once here (a negative label is an error).
+            DType::I64 => Targets::Labels(
+                y.to_dtype(DType::U32)
+                    .map_err(|e| Error::invalid("TensorDataset::new", format!("labels: {e}")))?
+                    .to_vec_u32()?,
+            ),
         };
         Ok(TensorDataset {
             x: Arc::new(x.to_vec()?),

@@ -196,9 +196,10 @@ impl Tensor {
         Ok(Tensor::from_parts(storage, vec![outer * dim * inner], DType::F32, idx.device()))
     }
 
-    /// One-hot encoding of `U32` labels of shape [N] into an F32 tensor [N, classes].
+    /// One-hot encoding of labels of shape [N] (`U32`, or `I64` as PyTorch's int64) into an F32
+    /// tensor [N, classes].
     pub fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
-        labels.expect_dtype("one_hot", DType::U32)?;
+        let labels = &labels.labels_u32("one_hot")?;
         if labels.rank() != 1 {
             return Err(Error::invalid("one_hot", format!("labels must be 1-D, got shape {:?}", labels.shape())));
         }
