@@ -237,6 +237,17 @@ device_test!(optimizer_state_resumes_exactly, |dev| {
         let other: Box<dyn Optimizer> = if kind == "sgd" { make_adam(&resumed) } else { make_sgd(&resumed) };
         let mut o4 = make(&resumed);
         assert!(o4.load_state_dict(&other.state_dict()?).is_err());
+        // A state for other parameters: the error names only the ones that differ.
+        let fewer: Vec<(String, Parameter)> = resumed.named_parameters().into_iter().skip(1).collect();
+        let mut o5: Box<dyn Optimizer> = match kind {
+            "sgd" => Box::new(Sgd::new(fewer, SgdConfig::default())?),
+            "adam" => Box::new(Adam::new(fewer, AdamConfig { amsgrad: true, ..Default::default() })?),
+            _ => Box::new(AdamW::new(fewer, AdamConfig::adamw())?),
+        };
+        let e = o5.load_state_dict(&osd).unwrap_err().to_string();
+        let first_name = &resumed.named_parameters()[0].0;
+        assert!(e.contains(&format!("in the state but not in this optimizer: [{first_name:?}]")), "{e}");
+        assert!(e.contains("in this optimizer but not in the state: []"), "{e}");
     }
 });
 

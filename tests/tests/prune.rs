@@ -108,3 +108,52 @@ device_test!(global_and_threshold_pruning, |dev| {
     assert_eq!(v.iter().filter(|&&x| x == 0.0).count(), 5, "{v:?}");
     assert_eq!(l.state_dict().keys(), ["bias", "weight_orig", "weight_mask"]);
 });
+
+/// Optimizer state follows its Parameters through pruning's rename (`w` -> `w_orig`): a model
+/// pruned after its optimizer was built checkpoints and restores into a model pruned before its
+/// optimizer was built (and back), and both then train to the same parameters.
+device_test!(pruning_after_the_optimizer_keeps_checkpoints_restorable, |dev| {
+    use kiln::train::Checkpoint;
+    let x = Tensor::from_vec(data(40, 11), &[8, 5], dev)?;
+    let y = Tensor::from_vec(data(24, 12), &[8, 3], dev)?;
+    let step = |m: &Sequential, opt: &mut AdamW| -> Result<()> {
+        opt.zero_grad();
+        mse_loss(&m.forward(&x)?, &y)?.backward()?;
+        opt.step()
+    };
+    kiln::manual_seed(5);
+    let a = seq(dev);
+    let mut opt_a = AdamW::new(a.named_parameters(), AdamConfig { lr: 0.01, ..Default::default() })?;
+    for _ in 0..3 {
+        step(&a, &mut opt_a)?;
+    }
+    // Pruned after its optimizer was built: the optimizer still holds "0.weight".
+    prune::l1_unstructured(&a, "0.weight", Amount::Fraction(0.3))?;
+    step(&a, &mut opt_a)?;
+    let ckpt = Checkpoint::capture(&a, Some(&opt_a), None, 0, 4)?;
+    assert!(ckpt.optimizer.as_ref().unwrap().keys().iter().any(|k| k.starts_with("state.0.weight_orig.")));
+    let path =
+        std::env::temp_dir().join(format!("kiln-prune-ckpt-{}-{}.safetensors", std::process::id(), dev.is_gpu()));
+    ckpt.save(&path)?;
+    // A fresh model pruned before its optimizer was built ("0.weight_orig") restores it.
+    let b = seq(dev);
+    prune::l1_unstructured(&b, "0.weight", Amount::Fraction(0.3))?;
+    let mut opt_b = AdamW::new(b.named_parameters(), AdamConfig { lr: 0.01, ..Default::default() })?;
+    Checkpoint::load(&path, dev)?.restore(&b, Some(&mut opt_b), None)?;
+    // And back: b's checkpoint restores into a model pruned after its optimizer was built.
+    let c = seq(dev);
+    let mut opt_c = AdamW::new(c.named_parameters(), AdamConfig { lr: 0.01, ..Default::default() })?;
+    prune::l1_unstructured(&c, "0.weight", Amount::Fraction(0.3))?;
+    Checkpoint::capture(&b, Some(&opt_b), None, 0, 4)?.restore(&c, Some(&mut opt_c), None)?;
+    for _ in 0..5 {
+        step(&a, &mut opt_a)?;
+        step(&b, &mut opt_b)?;
+        step(&c, &mut opt_c)?;
+    }
+    for ((pa, pb), pc) in a.parameters().iter().zip(b.parameters()).zip(c.parameters()) {
+        let va = pa.tensor().to_vec()?;
+        assert_eq!(va, pb.tensor().to_vec()?, "restored into a model pruned before its optimizer");
+        assert_eq!(va, pc.tensor().to_vec()?, "restored into a model pruned after its optimizer");
+    }
+    let _ = std::fs::remove_file(&path);
+});

@@ -73,7 +73,7 @@ struct SavedGroup<C> {
 pub(crate) fn save_groups<C: Serialize + HasLr>(sd: &mut StateDict, kind: &str, groups: &[Group<C>]) -> Result<()> {
     let saved: Vec<SavedGroup<C>> = groups
         .iter()
-        .map(|g| SavedGroup { cfg: g.current(), params: g.params.iter().map(|(n, _)| n.clone()).collect() })
+        .map(|g| SavedGroup { cfg: g.current(), params: g.params.iter().map(|(n, p)| saved_name(n, p)).collect() })
         .collect();
     let json = serde_json::to_string(&saved).map_err(|e| Error::invalid("optimizer state_dict", e.to_string()))?;
     sd.set_metadata("optimizer", kind);
@@ -82,7 +82,7 @@ pub(crate) fn save_groups<C: Serialize + HasLr>(sd: &mut StateDict, kind: &str, 
 }
 
 /// Reads the groups' hyperparameters back, checking the kind and that every group holds the
-/// same parameter names as this optimizer's.
+/// same parameters as this optimizer's (by their current names, in any order).
 pub(crate) fn load_groups<C: DeserializeOwned, D>(sd: &StateDict, kind: &str, groups: &[Group<D>]) -> Result<Vec<C>> {
     let op = "optimizer load_state_dict";
     match sd.metadata().get("optimizer") {
@@ -105,13 +105,33 @@ pub(crate) fn load_groups<C: DeserializeOwned, D>(sd: &StateDict, kind: &str, gr
     }
     let mut out = Vec::new();
     for (i, (s, g)) in saved.into_iter().zip(groups).enumerate() {
-        let mine: Vec<&str> = g.params.iter().map(|(n, _)| n.as_str()).collect();
-        if s.params.iter().map(|n| n.as_str()).collect::<Vec<_>>() != mine {
-            return Err(Error::invalid(op, format!("group {i} holds {:?}, this optimizer's holds {mine:?}", s.params)));
+        // The same parameters, in any order (state is looked up by name; pruning moves a
+        // renamed weight after its bias, as PyTorch lists it).
+        let mine: Vec<String> = g.params.iter().map(|(n, p)| saved_name(n, p)).collect();
+        let only_saved: Vec<&String> = s.params.iter().filter(|n| !mine.contains(n)).collect();
+        let only_mine: Vec<&String> = mine.iter().filter(|n| !s.params.contains(n)).collect();
+        if !only_saved.is_empty() || !only_mine.is_empty() {
+            // Only what differs: a typical mismatch is one renamed or added layer among many.
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "group {i}: parameters in the state but not in this optimizer: {only_saved:?}; \
+                     in this optimizer but not in the state: {only_mine:?}"
+                ),
+            ));
         }
         out.push(s.cfg);
     }
     Ok(out)
+}
+
+/// The name a parameter's state is saved under: the model's current name for it. Pruning
+/// renames a parameter `w` to `w_orig` (and adds the mask `w_mask`) while every holder keeps the
+/// same handle, so a name the optimizer was given before the pruning gets the suffix while the
+/// parameter carries a mask: a checkpoint then restores into a model pruned before or after its
+/// optimizer was built alike.
+pub(crate) fn saved_name(name: &str, p: &Parameter) -> String {
+    if p.prune_mask().is_some() && !name.ends_with("_orig") { format!("{name}_orig") } else { name.to_string() }
 }
 
 /// The `Optimizer` methods that only touch the parameter groups (`self.groups`), written once

@@ -1,6 +1,7 @@
 //! Optimizer state buffers: owned by one optimizer, updated in place by the fused kernels (on
 //! the GPU) or by the host loop (on the CPU). Copies go out through `state_dict`.
 
+use crate::groups::saved_name;
 use kiln_core::kiln_device::{GpuBuffer, kernels};
 use kiln_core::{DType, Device, Error, Parameter, RawStorage, Result, StateDict, Tensor};
 
@@ -142,7 +143,7 @@ pub(crate) fn save_all<C>(
     for g in groups {
         for (name, p) in &g.params {
             if let Some(st) = state.get(name) {
-                save_state(&mut sd, name, st, names, &p.shape())?;
+                save_state(&mut sd, &saved_name(name, p), st, names, &p.shape())?;
             }
         }
     }
@@ -155,11 +156,12 @@ pub(crate) fn load_all<C>(
     groups: &[crate::groups::Group<C>],
     names: [&str; 3],
 ) -> Result<std::collections::HashMap<String, ParamState>> {
-    let known: Vec<String> = groups.iter().flat_map(|g| g.params.iter().map(|(n, _)| n.clone())).collect();
+    let known: Vec<String> = groups.iter().flat_map(|g| g.params.iter().map(|(n, p)| saved_name(n, p))).collect();
     check_names(sd, &known)?;
     let mut state = std::collections::HashMap::new();
     for (name, p) in groups.iter().flat_map(|g| g.params.iter()) {
-        if let Some(st) = load_state(sd, name, p, names)? {
+        // Saved under the parameter's current name, kept under the one the optimizer was given.
+        if let Some(st) = load_state(sd, &saved_name(name, p), p, names)? {
             state.insert(name.clone(), st);
         }
     }
