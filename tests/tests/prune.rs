@@ -109,9 +109,9 @@ device_test!(global_and_threshold_pruning, |dev| {
     assert_eq!(l.state_dict().keys(), ["bias", "weight_orig", "weight_mask"]);
 });
 
-/// Optimizer state follows its Parameters through pruning's rename (`w` -> `w_orig`): a model
-/// pruned after its optimizer was built checkpoints and restores into a model pruned before its
-/// optimizer was built (and back), and both then train to the same parameters.
+// Optimizer state follows its Parameters through pruning's rename (`w` -> `w_orig`): a model
+// pruned after its optimizer was built checkpoints and restores into a model pruned before its
+// optimizer was built (and back), and both then train to the same parameters.
 device_test!(pruning_after_the_optimizer_keeps_checkpoints_restorable, |dev| {
     use kiln::train::Checkpoint;
     let x = Tensor::from_vec(data(40, 11), &[8, 5], dev)?;
