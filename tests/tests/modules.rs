@@ -274,8 +274,10 @@ device_test!(batchnorm_train_and_eval, |dev| {
     let xg = x.set_requires_grad(true);
     bn.forward(&xg)?.mul(&xg)?.sum_all()?.backward()?;
     assert!(xg.grad().is_some() && bn.weight.grad().is_some());
-    assert!(matches!(bn.forward(&Tensor::ones(&[1, 3], dev)?), Err(Error::Invalid { .. })));
-    assert!(matches!(bn.forward(&Tensor::ones(&[4, 5], dev)?), Err(Error::ShapeMismatch { .. })));
+    let e = bn.forward(&Tensor::ones(&[1, 3], dev)?).unwrap_err().to_string();
+    assert!(e.starts_with("BatchNorm1d(3): training needs more than one value per channel"), "{e}");
+    let e = bn.forward(&Tensor::ones(&[4, 5], dev)?).unwrap_err().to_string();
+    assert_eq!(e, "BatchNorm1d(3): the input has shape [4, 5], expected [N, 3] or [N, 3, L]");
 });
 
 device_test!(load_state_dict_checks_everything_first, |dev| {
@@ -494,4 +496,28 @@ device_test!(activation_modules, |dev| {
     let seq = Sequential::new().push(Tanh).push(Identity).push(Softmax::new(-1));
     assert_eq!(seq.num_parameters().total, 0);
     assert_close(&seq.forward(&x)?.sum(-1, false)?.to_vec()?, &[1.0; 3], 1e-6);
+});
+
+device_test!(layers_name_themselves_in_errors, |dev| {
+    let fc = Linear::new(10, 2, dev)?;
+    let e = fc.forward(&Tensor::ones(&[3, 4], dev)?).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Linear(in_features=10, out_features=2): the input (shape [3, 4]) has 4 features in its last dim, expected 10"
+    );
+    // Through a Sequential (nested too), the error says where the layer sits.
+    let inner = Sequential::new().push(ReLU).push(Linear::new(5, 3, dev)?);
+    let m = Sequential::new().push(Linear::new(4, 6, dev)?).push(inner);
+    let e = m.forward(&Tensor::ones(&[2, 4], dev)?).unwrap_err();
+    assert!(matches!(&e, Error::Layer { path, .. } if path == "1.1"), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "Linear(in_features=5, out_features=3) at \"1.1\": the input (shape [2, 6]) has 6 features in its last dim, expected 5"
+    );
+    // Other errors pass through a Sequential unchanged.
+    let e = Sequential::new().push(Linear::new(4, 2, dev)?).forward(&Tensor::ones(&[], dev)?).unwrap_err();
+    assert!(e.to_string().contains("no dims"), "{e}");
+    let emb = kiln::nn::Embedding::new(5, 3, dev)?;
+    let e = emb.forward(&Tensor::from_labels(&[1, 7], dev)?).unwrap_err().to_string();
+    assert!(e.starts_with("Embedding(5, 3): ") && e.contains("label 7 is out of range for 5 classes"), "{e}");
 });

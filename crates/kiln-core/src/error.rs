@@ -131,6 +131,18 @@ pub enum Error {
         /// The first parameter (or gradient) that is not finite, or "loss only".
         first: String,
     },
+    /// A layer refused its input: `layer` names it with its sizes (e.g. `Linear(in_features=10,
+    /// out_features=2)`), `path` is where it sits when reached through a container (e.g. "3"
+    /// in a `Sequential`, "0.1" nested; empty otherwise), `msg` what was wrong and expected.
+    #[error("{layer}{}: {msg}", if path.is_empty() { String::new() } else { format!(" at {path:?}") })]
+    Layer {
+        /// The layer's type and sizes.
+        layer: String,
+        /// Its dotted path below the container that reported it.
+        path: String,
+        /// What was wrong.
+        msg: String,
+    },
     /// The GPU layer failed (no adapter, a buffer too large, a wgpu error).
     #[error(transparent)]
     Device(#[from] kiln_device::DeviceError),
@@ -140,6 +152,23 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// An [`Error::Layer`] for `layer` (no path yet: containers add it).
+    pub fn layer(layer: impl Into<String>, msg: impl Into<String>) -> Error {
+        Error::Layer { layer: layer.into(), path: String::new(), msg: msg.into() }
+    }
+
+    /// This error as raised by a child named `name` of a container: a layer error's path gets
+    /// the name in front; other errors are returned as they are.
+    pub fn in_child(self, name: &str) -> Error {
+        match self {
+            Error::Layer { layer, path, msg } => {
+                let path = if path.is_empty() { name.to_string() } else { format!("{name}.{path}") };
+                Error::Layer { layer, path, msg }
+            }
+            e => e,
+        }
+    }
+
     /// An [`Error::Invalid`] for `op`.
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
         Error::Invalid { op, msg: msg.into() }

@@ -84,7 +84,10 @@ impl Forward for BatchNorm1d {
         let c = self.num_features();
         let ok = matches!(x.rank(), 2 | 3) && x.shape()[1] == c;
         if !ok {
-            return Err(Error::ShapeMismatch { op: "BatchNorm1d", lhs: x.shape().to_vec(), rhs: vec![c] });
+            return Err(Error::layer(
+                format!("BatchNorm1d({c})"),
+                format!("the input has shape {:?}, expected [N, {c}] or [N, {c}, L]", x.shape()),
+            ));
         }
         let three = x.rank() == 3;
         let cshape: Vec<usize> = if three { vec![1, c, 1] } else { vec![1, c] };
@@ -95,8 +98,8 @@ impl Forward for BatchNorm1d {
         let (mean, var) = if self.mode.get() {
             let n = x.numel() / c;
             if n <= 1 {
-                return Err(Error::invalid(
-                    "BatchNorm1d",
+                return Err(Error::layer(
+                    format!("BatchNorm1d({c})"),
                     format!("training needs more than one value per channel, got input shape {:?}", x.shape()),
                 ));
             }

@@ -1,6 +1,6 @@
 //! `Embedding`: a lookup table of vectors indexed by U32 ids, as `torch.nn.Embedding`.
 
-use kiln_core::{Device, Parameter, Result, Tensor, TrainMode};
+use kiln_core::{Device, Error, Parameter, Result, Tensor, TrainMode};
 
 use crate::Forward;
 use crate::init;
@@ -31,7 +31,8 @@ impl Forward for Embedding {
         let shape = self.weight.shape();
         let (num, dim) = (shape[0], shape[1]);
         let n = ids.numel();
-        let onehot = Tensor::one_hot(&ids.reshape(&[n])?, num)?;
+        let onehot = Tensor::one_hot(&ids.reshape(&[n])?, num)
+            .map_err(|e| Error::layer(format!("Embedding({num}, {dim})"), e.to_string()))?;
         let out = onehot.matmul(&self.weight.tensor())?;
         let mut out_shape = ids.shape().to_vec();
         out_shape.push(dim);

@@ -1,6 +1,6 @@
 //! `Linear`: y = x W^T + b with PyTorch's layout and default initialisation.
 
-use kiln_core::{Device, Parameter, Result, Tensor, TrainMode};
+use kiln_core::{Device, Error, Parameter, Result, Tensor, TrainMode};
 
 use crate::Forward;
 use crate::init;
@@ -54,8 +54,28 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// "Linear(in_features=.., out_features=..)", as PyTorch prints the layer.
+    fn describe(&self) -> String {
+        format!("Linear(in_features={}, out_features={})", self.in_features(), self.out_features())
+    }
+}
+
 impl Forward for Linear {
+    /// x [.., in_features] -> [.., out_features]; an input of another size is an error naming the
+    /// layer and both sizes.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let features = x.shape().last().copied();
+        if features != Some(self.in_features()) {
+            let got = match features {
+                Some(f) => format!("{f} features in its last dim"),
+                None => "no dims".to_string(),
+            };
+            return Err(Error::layer(
+                self.describe(),
+                format!("the input (shape {:?}) has {got}, expected {}", x.shape(), self.in_features()),
+            ));
+        }
         let b = self.bias.as_ref().map(|b| b.tensor());
         Tensor::linear(x, &self.weight.tensor(), b.as_ref())
     }

@@ -79,8 +79,9 @@ impl Module for Sequential {
 impl Forward for Sequential {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
-        for l in &self.layers {
-            h = l.forward(&h)?;
+        for (i, l) in self.layers.iter().enumerate() {
+            // A layer's error says where it sits: "Linear(..) at \"2\": ...".
+            h = l.forward(&h).map_err(|e| e.in_child(&i.to_string()))?;
         }
         Ok(h)
     }
