@@ -44,6 +44,9 @@ device_test!(summary_groups_and_totals, |dev| {
     let text = s.to_string();
     assert!(text.contains("encoder.weight") && text.contains("[6, 4]") && text.contains("head.2 subtotal"));
     assert!(text.contains(&format!("total parameters {total}")), "{text}");
+    // One device: said once, under the table, not on every row.
+    assert_eq!(text.matches(&dev.name()).count(), 1, "{text}");
+    assert!(text.contains(&format!("device: {}", dev.name())) && !text.contains("  device"), "{text}");
     let json = serde_json::to_string(&s).unwrap();
     assert!(json.contains("\"bn.running_mean\""));
 });
@@ -96,4 +99,31 @@ device_test!(anomaly_mode_names_the_op, |dev| {
     let v = kiln::detect_anomaly(|| x.exp()?.sum_all()?.item())?;
     assert!((v - (1f32.exp() + 1.0 + 2f32.exp())).abs() < 1e-4, "{v}");
     assert!(x.log()?.sum_all()?.item()?.is_infinite());
+});
+
+device_test!(expected_zero_gradients_are_notes_and_stats_print, |dev| {
+    // A bias followed by batch normalisation: its gradient cancels (zero up to rounding).
+    let m =
+        Sequential::new().push(Linear::new(4, 6, dev)?).push(BatchNorm1d::new(6, dev)?).push(Linear::new(6, 2, dev)?);
+    let x = Tensor::from_vec(data(8 * 4, 3), &[8, 4], dev)?;
+    m.forward(&x)?.powf(2.0)?.sum_all()?.backward()?;
+    // The first bias's gradient is tiny, not a problem: reported as a note with the reason.
+    let r = check_gradients(&m, GradThresholds { exploding: 1e3, vanishing: 1e-3 })?;
+    assert!(r.vanishing.is_empty() && r.is_healthy(), "{r}");
+    assert_eq!(r.notes.len(), 1, "{r}");
+    assert_eq!(r.notes[0].0, "0.bias");
+    assert!(r.notes[0].1.contains("the next module, 1, is a batch normalisation"), "{r}");
+    assert!(r.to_string().contains("note: 0.bias"), "{r}");
+    // Where nothing says it is expected, a vanishing gradient stays a problem.
+    m.parameters()[3].set_grad(Some(Tensor::full(&[6], 1e-9, dev)?));
+    let r = check_gradients(&m, GradThresholds { exploding: 1e3, vanishing: 1e-3 })?;
+    assert_eq!(r.vanishing.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["1.bias"]);
+    // ParamStats prints the value's and the gradient's statistics.
+    let stats = parameter_stats(&m)?;
+    let text = stats[1].to_string();
+    assert!(text.starts_with("0.bias: value mean ") && text.contains("\n0.bias: grad  mean "), "{text}");
+    m.freeze("2.")?;
+    m.zero_grad();
+    let text = parameter_stats(&m)?.last().unwrap().to_string();
+    assert!(text.ends_with("2.bias: grad  none (frozen)"), "{text}");
 });

@@ -37,6 +37,27 @@ pub struct TensorStats {
     pub inf: usize,
 }
 
+impl std::fmt::Display for TensorStats {
+    /// `mean 1.000e-2  std 4.560e-1  min -1.200e0  max 1.300e0  norm 4.560e0  zeros 0.0%`, then
+    /// the NaN and Inf counts when there are any.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "mean {:.3e}  std {:.3e}  min {:.3e}  max {:.3e}  norm {:.3e}  zeros {:.1}%",
+            self.mean,
+            self.std,
+            self.min,
+            self.max,
+            self.norm,
+            self.zero_fraction * 100.0
+        )?;
+        if !self.is_finite() {
+            write!(f, "  NaN {}  Inf {}", self.nan, self.inf)?;
+        }
+        Ok(())
+    }
+}
+
 impl TensorStats {
     /// True when there is no NaN or infinity.
     pub fn is_finite(&self) -> bool {

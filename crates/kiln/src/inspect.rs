@@ -152,30 +152,40 @@ pub fn render_table(f: &mut fmt::Formatter<'_>, header: &[&str], rows: &[Vec<Str
 }
 
 impl fmt::Display for Summary {
+    /// An aligned table; the device is a column only when the tensors are on more than one,
+    /// else one line under the table.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let all = || self.groups.iter().flat_map(|g| &g.rows);
+        let one_device = all().next().map(|r| &r.device).filter(|d| all().all(|r| &r.device == *d));
         let mut rows = Vec::new();
         for g in &self.groups {
             for r in &g.rows {
-                rows.push(vec![
+                let mut row = vec![
                     r.name.clone(),
                     format!("{:?}", r.shape),
                     r.numel.to_string(),
                     r.trainable.clone(),
                     r.dtype.clone(),
-                    r.device.clone(),
-                ]);
+                ];
+                if one_device.is_none() {
+                    row.push(r.device.clone());
+                }
+                rows.push(row);
             }
             let label = if g.module.is_empty() { "(root)".to_string() } else { g.module.clone() };
-            rows.push(vec![
-                format!("  {label} subtotal"),
-                String::new(),
-                g.params.to_string(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
+            let mut row = vec![format!("  {label} subtotal"), String::new(), g.params.to_string()];
+            row.resize(if one_device.is_none() { 6 } else { 5 }, String::new());
+            rows.push(row);
         }
-        render_table(f, &["name", "shape", "numel", "trainable", "dtype", "device"], &rows)?;
+        let header: &[&str] = if one_device.is_none() {
+            &["name", "shape", "numel", "trainable", "dtype", "device"]
+        } else {
+            &["name", "shape", "numel", "trainable", "dtype"]
+        };
+        render_table(f, header, &rows)?;
+        if let Some(d) = one_device {
+            writeln!(f, "device: {d}")?;
+        }
         writeln!(
             f,
             "total parameters {}  trainable {}  non-trainable {}  buffers {}  bytes {}",
@@ -204,6 +214,18 @@ pub struct ParamStats {
     pub value: TensorStats,
     /// Gradient statistics or why there are none.
     pub grad: GradState,
+}
+
+impl fmt::Display for ParamStats {
+    /// Two lines: the value's statistics, and the gradient's (or why there is none).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: value {}", self.name, self.value)?;
+        match &self.grad {
+            GradState::Present(g) => write!(f, "{}: grad  {}", self.name, g),
+            GradState::Frozen => write!(f, "{}: grad  none (frozen)", self.name),
+            GradState::NotReached => write!(f, "{}: grad  none (not reached by backward)", self.name),
+        }
+    }
 }
 
 /// Statistics of every parameter and gradient of `model`: one kernel per tensor, one read-back
@@ -265,6 +287,10 @@ pub struct GradientReport {
     pub exploding: Vec<(String, f64)>,
     /// Parameters whose gradient norm is below the threshold, with the norm.
     pub vanishing: Vec<(String, f64)>,
+    /// Findings that are expected, not problems, with the reason: e.g. the vanishing gradient of
+    /// a bias followed by batch normalisation (which subtracts the batch mean, so the bias
+    /// cancels and its gradient is zero up to rounding).
+    pub notes: Vec<(String, String)>,
 }
 
 impl GradientReport {
@@ -285,7 +311,11 @@ impl GradientReport {
 impl fmt::Display for GradientReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_healthy() {
-            return writeln!(f, "gradients: healthy ({} frozen)", self.frozen.len());
+            writeln!(f, "gradients: healthy ({} frozen)", self.frozen.len())?;
+            for (n, why) in &self.notes {
+                writeln!(f, "note: {n}: {why}")?;
+            }
+            return Ok(());
         }
         if !self.no_gradient.is_empty() {
             writeln!(f, "no gradient (not reached by backward): {}", self.no_gradient.join(", "))?;
@@ -298,6 +328,9 @@ impl fmt::Display for GradientReport {
         }
         for (n, v) in &self.vanishing {
             writeln!(f, "vanishing gradient: {n} (norm {v:.3e})")?;
+        }
+        for (n, why) in &self.notes {
+            writeln!(f, "note: {n}: {why}")?;
         }
         Ok(())
     }
@@ -316,10 +349,37 @@ pub fn check_gradients(model: &dyn Module, thresholds: GradThresholds) -> Result
                 } else if g.norm > thresholds.exploding {
                     r.exploding.push((s.name, g.norm));
                 } else if g.norm < thresholds.vanishing {
-                    r.vanishing.push((s.name, g.norm));
+                    match normalised_after(model, &s.name) {
+                        Some(bn) => r.notes.push((
+                            s.name,
+                            format!(
+                                "vanishing gradient (norm {:.3e}) as expected: the next module, {bn}, is a batch \
+                                 normalisation, which subtracts the batch mean, so this bias cancels",
+                                g.norm
+                            ),
+                        )),
+                        None => r.vanishing.push((s.name, g.norm)),
+                    }
                 }
             }
         }
     }
     Ok(r)
+}
+
+/// For a parameter `..owner.bias`: the path of the module registered right after `owner` in its
+/// parent (its next sibling, which in a `Sequential` is the next layer) when that module is a
+/// batch normalisation (it has a `running_mean` buffer). There a bias's gradient is zero by
+/// construction. `None` for anything else, or where the order says nothing (no next sibling).
+fn normalised_after(model: &dyn Module, param: &str) -> Option<String> {
+    let (owner, leaf) = param.rsplit_once('.')?;
+    if leaf != "bias" {
+        return None;
+    }
+    let (parent, own) = owner.rsplit_once('.').unwrap_or(("", owner));
+    let children = model.get_submodule(parent)?.children();
+    let i = children.iter().position(|(n, _)| n == own)?;
+    let (next, m) = children.get(i + 1)?;
+    let norm = m.named_buffers().iter().any(|(n, _)| n == "running_mean");
+    norm.then(|| if parent.is_empty() { next.clone() } else { format!("{parent}.{next}") })
 }
