@@ -2,7 +2,10 @@
 //! dims (including negative and out of range), dtypes and devices, returns Ok or a
 //! `kiln::Error` — it never panics.
 
-use kiln::nn::functional::{LossOptions, cross_entropy, cross_entropy_with, l1_loss, mse_loss, nll_loss};
+use kiln::nn::functional::{
+    Conv1dOptions, Conv2dOptions, LossOptions, adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, cross_entropy,
+    cross_entropy_with, l1_loss, max_pool2d, mse_loss, nll_loss,
+};
 use kiln::{Device, Tensor};
 use proptest::prelude::*;
 
@@ -20,13 +23,14 @@ fn make(shape: &[usize], dev: &Device, seed: u64) -> Tensor {
 }
 
 fn shape() -> impl Strategy<Value = Vec<usize>> {
-    prop::collection::vec(0usize..5, 0..4)
+    prop::collection::vec(0usize..5, 0..5)
 }
 
 /// One op on (a, b) chosen by `op`, with dims d0 and d1; the result is checked only for not
 /// panicking, and, when Ok, backward is attempted on a reduction of it.
 fn run(op: u8, a: &Tensor, b: &Tensor, d0: i64, d1: i64, shape: &[usize], labels: &Tensor) -> kiln::Result<Tensor> {
-    match op % 30 {
+    let (u0, u1) = (d0.unsigned_abs() as usize, d1.unsigned_abs() as usize);
+    match op % 37 {
         0 => a.add(b),
         1 => a.sub(b),
         2 => a.mul(b),
@@ -64,6 +68,18 @@ fn run(op: u8, a: &Tensor, b: &Tensor, d0: i64, d1: i64, shape: &[usize], labels
             },
         ),
         28 => a.powf(d0 as f32 / 2.0)?.log()?.sqrt(),
+        30 => conv2d(
+            a,
+            b,
+            None,
+            &Conv2dOptions { stride: (u0, 1), padding: (u1, 0), dilation: (1, u1.max(1)), groups: u0.max(1) },
+        ),
+        31 => conv1d(a, b, Some(labels), &Conv1dOptions { stride: u1, padding: u0, dilation: 1, groups: 1 }),
+        32 => max_pool2d(a, (u0, u1), (u1, u0), (u0 / 2, 0)),
+        33 => avg_pool2d(a, (u0, u0), (u1, 1), (0, u1)),
+        34 => adaptive_avg_pool2d(a, (u0, u1)),
+        35 => a.flatten_dims(d0, d1),
+        36 => a.to_dtype(if d0 > 0 { kiln::DType::U32 } else { kiln::DType::I64 }),
         _ => Tensor::linear(a, b, None),
     }
 }

@@ -9,6 +9,7 @@
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 
+use kiln_device::kernels::Im2colDesc;
 use kiln_device::op::{BinaryOp, UnaryOp};
 
 use crate::error::{Error, Result};
@@ -41,6 +42,9 @@ pub(crate) enum Op {
     LogSoftmax { x: Tensor, dim: usize },
     /// y = x copied to another device.
     ToDevice { x: Tensor },
+    /// y = the sliding windows of x [b, c, h, w] as columns [c, kh, kw, b, oh, ow] (padding
+    /// reads a constant): convolution and pooling are built on it.
+    Im2col { x: Tensor, desc: Im2colDesc },
     /// y[r] = logsumexp(x[r]) - x[r, labels[r]] (0 for ignored rows), fused; lse saved.
     CrossEntropyRows { x: Tensor, labels: Tensor, lse: Tensor, ignore: Option<u32> },
 }
@@ -62,6 +66,7 @@ impl Op {
             Op::LogSoftmax { .. } => "log_softmax".into(),
             Op::ToDevice { .. } => "to".into(),
             Op::CrossEntropyRows { .. } => "cross_entropy".into(),
+            Op::Im2col { .. } => "im2col".into(),
         }
     }
 
@@ -78,6 +83,7 @@ impl Op {
             | Op::Softmax { x, .. }
             | Op::LogSoftmax { x, .. }
             | Op::CrossEntropyRows { x, .. }
+            | Op::Im2col { x, .. }
             | Op::ToDevice { x } => vec![x],
         }
     }
@@ -95,6 +101,7 @@ impl Op {
             | Op::Sum { x, .. }
             | Op::Softmax { x, .. }
             | Op::LogSoftmax { x, .. }
+            | Op::Im2col { x, .. }
             | Op::ToDevice { x } => vec![x],
         }
     }
@@ -160,6 +167,8 @@ impl Op {
                 vec![Some(g.sub(&out.exp()?.mul(&s)?)?)]
             }
             Op::ToDevice { x } => vec![Some(g.to(x.dev())?)],
+            // The windows' gradients summed back into the elements they read.
+            Op::Im2col { x, desc } => vec![Some(g.col2im(desc)?.reshape(x.shape())?)],
             Op::CrossEntropyRows { x, labels, lse, ignore } => {
                 vec![Some(Tensor::cross_entropy_backward(x, labels, lse, g, *ignore)?)]
             }

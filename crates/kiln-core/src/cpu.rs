@@ -2,7 +2,7 @@
 //! table's scalar functions, `UnaryOp::eval` / `BinaryOp::eval`), so the two devices agree; sums
 //! accumulate in f64.
 
-use kiln_device::kernels::MatmulDesc;
+use kiln_device::kernels::{Im2colDesc, MatmulDesc};
 use kiln_device::op::{BinaryOp, UnaryOp};
 
 pub(crate) fn unary(op: UnaryOp, alpha: f32, x: &[f32]) -> Vec<f32> {
@@ -193,4 +193,55 @@ pub(crate) fn ce_backward(
         }
     }
     dx
+}
+
+/// The columns [c, kh, kw, b, oh, ow] of x [b, c, h, w] (as `im2col.wgsl`); positions outside x
+/// read `pad`.
+pub(crate) fn im2col(x: &[f32], d: &Im2colDesc, pad: f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(d.cols_len());
+    for c in 0..d.c {
+        for ky in 0..d.kh {
+            for kx in 0..d.kw {
+                for b in 0..d.b {
+                    let plane = &x[(b * d.c + c) * d.h * d.w..][..d.h * d.w];
+                    for oy in 0..d.oh {
+                        let iy = (oy * d.sh + ky * d.dh).checked_sub(d.ph).filter(|&y| y < d.h);
+                        for ox in 0..d.ow {
+                            let ix = (ox * d.sw + kx * d.dw).checked_sub(d.pw).filter(|&v| v < d.w);
+                            out.push(match (iy, ix) {
+                                (Some(y), Some(v)) => plane[y * d.w + v],
+                                _ => pad,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// im2col's adjoint: every column value added into the x element it read (f64 sums).
+pub(crate) fn col2im(g: &[f32], d: &Im2colDesc) -> Vec<f32> {
+    let mut acc = vec![0f64; d.input_len()];
+    let mut i = 0;
+    for c in 0..d.c {
+        for ky in 0..d.kh {
+            for kx in 0..d.kw {
+                for b in 0..d.b {
+                    for oy in 0..d.oh {
+                        let iy = (oy * d.sh + ky * d.dh).checked_sub(d.ph).filter(|&y| y < d.h);
+                        for ox in 0..d.ow {
+                            let ix = (ox * d.sw + kx * d.dw).checked_sub(d.pw).filter(|&v| v < d.w);
+                            if let (Some(y), Some(v)) = (iy, ix) {
+                                acc[((b * d.c + c) * d.h + y) * d.w + v] += g[i] as f64;
+                            }
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    acc.into_iter().map(|v| v as f32).collect()
 }

@@ -115,6 +115,26 @@ impl Tensor {
         self.reshape(&[self.numel()])
     }
 
+    /// Dims `start..=end` merged into one (PyTorch's `torch.flatten(t, start_dim, end_dim)`;
+    /// negative dims count from the end). Shares storage.
+    pub fn flatten_dims(&self, start: impl Dim, end: impl Dim) -> Result<Tensor> {
+        let (s, e) = (start.resolve("flatten_dims", self.shape())?, end.resolve("flatten_dims", self.shape())?);
+        if self.rank() == 0 {
+            return self.reshape(&[1]);
+        }
+        if s > e {
+            return Err(Error::invalid(
+                "flatten_dims",
+                format!("start dim {s} is after end dim {e} (shape {:?})", self.shape()),
+            ));
+        }
+        let sh = self.shape();
+        let mut shape = sh[..s].to_vec();
+        shape.push(sh[s..=e].iter().product());
+        shape.extend_from_slice(&sh[e + 1..]);
+        self.reshape(&shape)
+    }
+
     /// The elements of every tensor, one after the other, as one flat F32 tensor on their
     /// (common) device; on the GPU, buffer-to-buffer copies with no read-back. Not recorded for
     /// autograd (for collectives and checkpoints).

@@ -3,6 +3,7 @@
 //! scalar forms, masks), layout (reshape, transpose, broadcast), linalg (matmul), reduce (sum,
 //! mean, max, argmax, softmax), loss (fused softmax cross-entropy).
 
+pub(crate) mod conv;
 mod elementwise;
 pub(crate) mod layout;
 mod linalg;

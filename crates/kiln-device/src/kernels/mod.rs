@@ -10,6 +10,7 @@ use crate::error::{DeviceError, DeviceResult};
 
 mod binary;
 mod copy;
+mod im2col;
 mod index;
 mod loss;
 pub mod matmul;
@@ -21,6 +22,7 @@ mod unary;
 
 pub use binary::binary;
 pub use copy::gather;
+pub use im2col::{Im2colDesc, col2im, im2col};
 pub use index::index_mask;
 pub use loss::{cross_entropy_backward, cross_entropy_rows};
 pub use matmul::{MatmulDesc, matmul};

@@ -104,11 +104,14 @@ pub enum Family {
     Loss,
     /// `stats.wgsl`: per-tensor statistics and histograms.
     Stats,
+    /// `im2col.wgsl`: convolution and pooling windows as matrix columns, and back.
+    Im2col,
 }
 
 impl Family {
     /// Every family, for validation tests.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
+        Family::Im2col,
         Family::Unary,
         Family::Binary,
         Family::Matmul,
@@ -138,6 +141,7 @@ impl Family {
             Family::Optim => include_str!("../../shaders/optim.wgsl"),
             Family::Loss => include_str!("../../shaders/loss.wgsl"),
             Family::Stats => include_str!("../../shaders/stats.wgsl"),
+            Family::Im2col => include_str!("../../shaders/im2col.wgsl"),
         })
     }
 
@@ -154,6 +158,7 @@ impl Family {
             Family::Optim => "optim.wgsl",
             Family::Loss => "loss.wgsl",
             Family::Stats => "stats.wgsl",
+            Family::Im2col => "im2col.wgsl",
         }
     }
 
@@ -161,7 +166,7 @@ impl Family {
     /// then one uniform with the kernel's parameters.
     pub fn bindings(self) -> (u32, u32) {
         match self {
-            Family::Unary | Family::Softmax | Family::Copy | Family::Index | Family::Stats => (1, 1),
+            Family::Unary | Family::Softmax | Family::Copy | Family::Index | Family::Stats | Family::Im2col => (1, 1),
             Family::Binary | Family::Matmul => (2, 1),
             Family::Reduce => (1, 2),
             Family::Optim => (2, 4),

@@ -1,0 +1,87 @@
+// Im2col family: the patches of a convolution or pooling window as the columns of a matrix, and
+// the way back. x is [B, C, H, W] (contiguous); the columns are laid out [C, KH, KW, B, OH, OW],
+// i.e. for C = G * Cg, a batch of G matrices [Cg * KH * KW, B * OH * OW], so that a grouped
+// convolution is one batched matmul W [G, O/G, Cg*KH*KW] @ cols. Window (ky, kx) of output
+// (oy, ox) reads x at (oy * sh + ky * dh - ph, ox * sw + kx * dw - pw), or `pad` outside x.
+// col2im is im2col's adjoint: each x element sums the columns that read it (a gather over the
+// window positions, so no atomics). Large launches use a 2-D grid.
+
+struct Params {
+    b: u32,
+    c: u32,
+    h: u32,
+    w: u32,
+    kh: u32,
+    kw: u32,
+    oh: u32,
+    ow: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+    n: u32,
+    pad: f32,
+}
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(256)
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    let ox = i % p.ow;
+    var t = i / p.ow;
+    let oy = t % p.oh;
+    t = t / p.oh;
+    let b = t % p.b;
+    t = t / p.b;
+    let kx = t % p.kw;
+    t = t / p.kw;
+    let ky = t % p.kh;
+    let c = t / p.kh;
+    let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+    let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+        dst[i] = p.pad;
+        return;
+    }
+    dst[i] = src[((b * p.c + c) * p.h + u32(iy)) * p.w + u32(ix)];
+}
+
+@compute @workgroup_size(256)
+fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    let x = i % p.w;
+    var t = i / p.w;
+    let y = t % p.h;
+    t = t / p.h;
+    let c = t % p.c;
+    let b = t / p.c;
+    let l = p.oh * p.ow;
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
+        let ty = i32(y + p.ph) - i32(ky * p.dh);
+        if (ty < 0 || u32(ty) % p.sh != 0u || u32(ty) / p.sh >= p.oh) {
+            continue;
+        }
+        let oy = u32(ty) / p.sh;
+        for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
+            let tx = i32(x + p.pw) - i32(kx * p.dw);
+            if (tx < 0 || u32(tx) % p.sw != 0u || u32(tx) / p.sw >= p.ow) {
+                continue;
+            }
+            let ox = u32(tx) / p.sw;
+            acc = acc + src[((c * p.kh + ky) * p.kw + kx) * p.b * l + b * l + oy * p.ow + ox];
+        }
+    }
+    dst[i] = acc;
+}
