@@ -248,3 +248,120 @@ device_test!(flatten_dims_and_bad_input, |dev| {
         assert!(e.contains("different devices"), "{e}");
     }
 });
+
+device_test!(conv_and_pool_layers, |dev| {
+    use kiln::nn::{
+        AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv1d, Conv2d, Flatten, Forward, GroupNorm, Linear, MaxPool2d,
+        ReLU, Sequential,
+    };
+    // PyTorch's names, layouts and default init bounds (1 / sqrt(fan_in)).
+    let conv = Conv2d::with_options(
+        6,
+        8,
+        (3, 2),
+        Conv2dOptions { groups: 2, padding: (1, 0), ..Default::default() },
+        true,
+        dev,
+    )?;
+    let names: Vec<(String, Vec<usize>)> = conv.named_parameters().into_iter().map(|(n, p)| (n, p.shape())).collect();
+    assert_eq!(names, [("weight".to_string(), vec![8, 3, 3, 2]), ("bias".to_string(), vec![8])]);
+    let bound = 1.0 / (3.0f32 * 3.0 * 2.0).sqrt();
+    for p in conv.parameters() {
+        assert!(p.tensor().to_vec()?.iter().all(|v| v.abs() <= bound), "init within 1/sqrt(fan_in)");
+    }
+    let x = tensor(&[2, 6, 7, 5], 21, dev, false);
+    let want = conv2d(&x, &conv.weight.tensor(), conv.bias.as_ref().map(|b| b.tensor()).as_ref(), &conv.options)?;
+    assert_eq!(conv.forward(&x)?.to_vec()?, want.to_vec()?);
+    assert!(Conv2d::with_options(6, 8, (3, 3), Conv2dOptions { groups: 4, ..Default::default() }, true, dev).is_err());
+    let c1 = Conv1d::new(4, 5, 3, dev)?;
+    assert_eq!(c1.weight.shape(), vec![5, 4, 3]);
+    assert_eq!(c1.forward(&tensor(&[2, 4, 9], 22, dev, false))?.shape(), &[2, 5, 7]);
+    // A layer's error names the layer.
+    let e = conv.forward(&tensor(&[2, 5, 7, 5], 23, dev, false)).unwrap_err().to_string();
+    assert!(
+        e.starts_with("Conv2d(6, 8, kernel_size=(3, 2), stride=(1, 1), padding=(1, 0), dilation=(1, 1), groups=2): "),
+        "{e}"
+    );
+    // A small CNN: every parameter gets a gradient; names as PyTorch's nn.Sequential.
+    let net = Sequential::new()
+        .push(Conv2d::with_options(1, 4, (3, 3), Conv2dOptions { padding: (1, 1), ..Default::default() }, true, dev)?)
+        .push(BatchNorm2d::new(4, dev)?)
+        .push(ReLU)
+        .push(MaxPool2d::new((2, 2), (2, 2)))
+        .push(GroupNorm::new(2, 4, dev)?)
+        .push(AvgPool2d::new((2, 2), (1, 1)).with_padding((1, 1)))
+        .push(AdaptiveAvgPool2d::new((2, 2)))
+        .push(Flatten::new())
+        .push(Linear::new(16, 3, dev)?);
+    let keys = net.state_dict().keys();
+    assert_eq!(
+        keys,
+        [
+            "0.weight",
+            "0.bias",
+            "1.weight",
+            "1.bias",
+            "1.running_mean",
+            "1.running_var",
+            "1.num_batches_tracked",
+            "4.weight",
+            "4.bias",
+            "8.weight",
+            "8.bias"
+        ]
+    );
+    let y = net.forward(&tensor(&[3, 1, 8, 8], 24, dev, false))?;
+    assert_eq!(y.shape(), &[3, 3]);
+    y.powf(2.0)?.sum_all()?.backward()?;
+    for (n, p) in net.named_parameters() {
+        let g = p.grad().unwrap_or_else(|| panic!("{n} has no gradient"));
+        assert!(g.to_vec()?.iter().all(|v| v.is_finite()), "{n}");
+    }
+    assert_eq!(net.get_submodule_as::<BatchNorm2d>("1").unwrap().num_batches_tracked.tensor().to_vec_i64()?, [1]);
+});
+
+device_test!(batchnorm2d_and_groupnorm_match_f64, |dev| {
+    use kiln::nn::{BatchNorm2d, Forward, GroupNorm};
+    let (n, c, h, w) = (3, 4, 5, 3);
+    let x = tensor(&[n, c, h, w], 31, dev, false);
+    let xv = f64s(&x.to_vec()?);
+    let idx = |ni: usize, ci: usize, i: usize| (ni * c + ci) * h * w + i;
+    // BatchNorm2d in training: per channel over N*H*W (biased variance), running stats updated
+    // with the unbiased one.
+    let bn = BatchNorm2d::new(c, dev)?;
+    let y = bn.forward(&x)?.to_vec()?;
+    let mut want = vec![0.0; xv.len()];
+    let mut run_var = Vec::new();
+    for ci in 0..c {
+        let vals: Vec<f64> =
+            (0..n).flat_map(|ni| (0..h * w).map(move |i| (ni, i))).map(|(ni, i)| xv[idx(ni, ci, i)]).collect();
+        let m = vals.iter().sum::<f64>() / vals.len() as f64;
+        let v = vals.iter().map(|a| (a - m).powi(2)).sum::<f64>() / vals.len() as f64;
+        run_var.push(0.9 + 0.1 * v * vals.len() as f64 / (vals.len() - 1) as f64);
+        for ni in 0..n {
+            for i in 0..h * w {
+                want[idx(ni, ci, i)] = (xv[idx(ni, ci, i)] - m) / (v + 1e-5).sqrt();
+            }
+        }
+    }
+    assert_close(&y, &want, 1e-4);
+    assert_close(&bn.running_var.tensor().to_vec()?, &run_var, 1e-5);
+    // GroupNorm: per sample over each group of channels.
+    let gn = GroupNorm::new(2, c, dev)?;
+    let y = gn.forward(&x)?.to_vec()?;
+    for ni in 0..n {
+        for grp in 0..2 {
+            let cells: Vec<usize> =
+                (grp * 2..grp * 2 + 2).flat_map(|ci| (0..h * w).map(move |i| idx(ni, ci, i))).collect();
+            let m = cells.iter().map(|&i| xv[i]).sum::<f64>() / cells.len() as f64;
+            let v = cells.iter().map(|&i| (xv[i] - m).powi(2)).sum::<f64>() / cells.len() as f64;
+            for &i in &cells {
+                want[i] = (xv[i] - m) / (v + 1e-5).sqrt();
+            }
+        }
+    }
+    assert_close(&y, &want, 1e-4);
+    assert!(GroupNorm::new(3, 4, dev).is_err());
+    let e = BatchNorm2d::new(4, dev)?.forward(&tensor(&[2, 3, 4, 4], 1, dev, false)).unwrap_err().to_string();
+    assert!(e.starts_with("BatchNorm2d(4): the input has shape [2, 3, 4, 4]"), "{e}");
+});

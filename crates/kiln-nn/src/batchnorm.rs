@@ -123,3 +123,64 @@ impl Forward for BatchNorm1d {
         xhat.mul(&self.weight.tensor().reshape(&cshape)?)?.add(&self.bias.tensor().reshape(&cshape)?)
     }
 }
+
+/// Batch normalisation over [N, C, H, W] inputs, per channel C (PyTorch's `nn.BatchNorm2d`): the
+/// same parameters, buffers, names and behaviour as [`BatchNorm1d`] (whose fields it derefs to:
+/// `bn.weight`), over the N * H * W values of each channel.
+pub struct BatchNorm2d(BatchNorm1d);
+
+impl BatchNorm2d {
+    /// PyTorch's defaults: eps 1e-5, momentum 0.1.
+    pub fn new(num_features: usize, dev: &Device) -> Result<BatchNorm2d> {
+        Ok(BatchNorm2d(BatchNorm1d::new(num_features, dev)?))
+    }
+
+    /// With explicit eps and momentum.
+    pub fn with_options(num_features: usize, eps: f32, momentum: f32, dev: &Device) -> Result<BatchNorm2d> {
+        Ok(BatchNorm2d(BatchNorm1d::with_options(num_features, eps, momentum, dev)?))
+    }
+}
+
+impl std::ops::Deref for BatchNorm2d {
+    type Target = BatchNorm1d;
+    fn deref(&self) -> &BatchNorm1d {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BatchNorm2d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BatchNorm2d({}, eps={}, momentum={})", self.num_features(), self.0.eps, self.0.momentum)
+    }
+}
+
+impl kiln_core::Module for BatchNorm2d {
+    fn visit<'a>(&'a self, f: &mut kiln_core::module::VisitFn<'_, 'a>) {
+        self.0.visit(f)
+    }
+
+    fn as_dyn(&self) -> &dyn kiln_core::Module {
+        self
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+impl Forward for BatchNorm2d {
+    /// [N, C, H, W] -> the same shape, normalised per channel.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.num_features();
+        let layer = || format!("BatchNorm2d({c})");
+        if x.rank() != 4 || x.shape()[1] != c {
+            return Err(Error::layer(layer(), format!("the input has shape {:?}, expected [N, {c}, H, W]", x.shape())));
+        }
+        let s = x.shape().to_vec();
+        let y = self.0.forward(&x.reshape(&[s[0], c, s[2] * s[3]])?).map_err(|e| match e {
+            Error::Layer { msg, path, .. } => Error::Layer { layer: layer(), path, msg },
+            e => e,
+        })?;
+        y.reshape(&s)
+    }
+}

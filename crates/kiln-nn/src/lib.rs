@@ -9,18 +9,25 @@
 
 mod activation;
 mod batchnorm;
+mod conv;
 mod dropout;
 mod embedding;
+mod groupnorm;
 pub mod init;
 mod linear;
+mod pool;
 pub mod prune;
 mod sequential;
 
 pub use activation::{GELU, Identity, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh};
-pub use batchnorm::BatchNorm1d;
+pub use batchnorm::{BatchNorm1d, BatchNorm2d};
+pub use conv::{Conv1d, Conv2d};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
+pub use groupnorm::GroupNorm;
+pub use kiln_core::functional::{Conv1dOptions, Conv2dOptions};
 pub use linear::Linear;
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, Flatten, MaxPool2d};
 pub use sequential::{Layer, Sequential};
 
 use kiln_core::{Result, Tensor};
