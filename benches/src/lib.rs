@@ -7,6 +7,9 @@
 
 use std::time::Instant;
 
+mod cnn;
+pub use cnn::{cnn_parts, cnn_step};
+
 use kiln::nn::functional::cross_entropy;
 use kiln::nn::{Forward, Linear, ReLU, Sequential};
 use kiln::optim::{Adam, AdamConfig, Optimizer};

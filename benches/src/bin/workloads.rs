@@ -1,4 +1,4 @@
-//! The workload binary: `workloads <matmul|mlp_step|small_ops|digits|all> [--device gpu|cpu|software]
+//! The workload binary: `workloads <matmul|mlp_step|small_ops|digits|cnn_step|all> [--device gpu|cpu|software]
 //! [--sizes 256,512,1024] [--batch 256] [--steps 30]`.
 //! Prints one `workload=... impl=kiln-... key=value` line per measurement.
 
@@ -41,6 +41,8 @@ fn main() {
             "matmul" => kiln_benches::matmul(&dev, &sizes),
             "small_ops" => kiln_benches::small_ops(&dev),
             "mlp_step" => kiln_benches::mlp_step(&dev, batch, steps),
+            "cnn_step" => kiln_benches::cnn_step(&dev, steps.min(10)),
+            "cnn_parts" => kiln_benches::cnn_parts(&dev),
             "digits" => kiln_benches::digits(&dev),
             "mlp_shapes" => kiln_benches::mlp_shapes(&dev),
             "memory" => kiln_benches::memory(&dev, batch, steps),
@@ -48,7 +50,9 @@ fn main() {
         }
     };
     let names: Vec<&str> = match which.as_str() {
-        "all" => vec!["matmul", "mlp_step", "small_ops", "digits"],
+        "all" => vec!["matmul", "mlp_step", "small_ops", "digits", "cnn_step"],
+        "cnn_step" | "cnn" => vec!["cnn_step"],
+        "cnn_parts" => vec!["cnn_parts"],
         "matmul" => vec!["matmul"],
         "mlp_step" | "mlp" => vec!["mlp_step"],
         "small_ops" | "ops" => vec!["small_ops"],
@@ -56,7 +60,7 @@ fn main() {
         "mlp_shapes" => vec!["mlp_shapes"],
         "memory" => vec!["memory"],
         other => {
-            eprintln!("unknown workload {other:?}: use matmul, mlp_step, small_ops, digits or all");
+            eprintln!("unknown workload {other:?}: use matmul, mlp_step, small_ops, digits, cnn_step or all");
             std::process::exit(2);
         }
     };

@@ -33,15 +33,58 @@ fn for_each_offset(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(&[us
     }
 }
 
+/// `op` with broadcasting: the leading dims walked by offsets, the last dim as a row loop whose
+/// contiguous and broadcast cases are plain slice loops (the op's match hoisted out of them).
 pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32], shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(shape.iter().product());
-    for_each_offset(shape, &[sa, sb], |o| out.push(op.eval(a[o[0]], b[o[1]])));
+    let n: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let Some(r) = shape.len().checked_sub(1) else {
+        out.push(op.eval(a[0], b[0]));
+        return out;
+    };
+    if n == 0 {
+        return out;
+    }
+    let (len, ia, ib) = (shape[r], sa[r], sb[r]);
+    for_each_offset(&shape[..r], &[&sa[..r], &sb[..r]], |o| {
+        let (oa, ob) = (o[0], o[1]);
+        match (ia, ib) {
+            (1, 1) => out.extend(a[oa..oa + len].iter().zip(&b[ob..ob + len]).map(|(&x, &y)| op.eval(x, y))),
+            (1, 0) => {
+                let y = b[ob];
+                out.extend(a[oa..oa + len].iter().map(|&x| op.eval(x, y)))
+            }
+            (0, 1) => {
+                let x = a[oa];
+                out.extend(b[ob..ob + len].iter().map(|&y| op.eval(x, y)))
+            }
+            _ => out.extend((0..len).map(|i| op.eval(a[oa + i * ia], b[ob + i * ib]))),
+        }
+    });
     out
 }
 
+/// The strided view (`shape`, `strides`, `offset`) of `src`, contiguous; the last dim as a row
+/// loop (a slice copy where it is contiguous).
 pub(crate) fn gather<T: Copy>(src: &[T], shape: &[usize], strides: &[usize], offset: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(shape.iter().product());
-    for_each_offset(shape, &[strides], |o| out.push(src[offset + o[0]]));
+    let n: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let Some(r) = shape.len().checked_sub(1) else {
+        out.push(src[offset]);
+        return out;
+    };
+    if n == 0 {
+        return out;
+    }
+    let (len, step) = (shape[r], strides[r]);
+    for_each_offset(&shape[..r], &[&strides[..r]], |o| {
+        let start = offset + o[0];
+        if step == 1 {
+            out.extend_from_slice(&src[start..start + len]);
+        } else {
+            out.extend((0..len).map(|i| src[start + i * step]));
+        }
+    });
     out
 }
 
