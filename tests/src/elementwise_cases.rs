@@ -149,7 +149,7 @@ pub fn binary_cases(dev: &Device) {
     // broadcast first operand), narrower ones and three dims the 1-D kernel. Fused (the
     // default), these run as generated kernels with each index map; the last two are large
     // enough for the four-elements-per-invocation form of those.
-    let pairs: [(&[usize], &[usize]); 16] = [
+    let pairs: [(&[usize], &[usize]); 18] = [
         (&[1], &[1]),
         (&[65, 129], &[65, 129]),
         (&[65, 129], &[129]),
@@ -166,6 +166,9 @@ pub fn binary_cases(dev: &Device) {
         (&[1, 260], &[3, 260]),
         (&[130, 132], &[132]),
         (&[130, 132], &[130, 1]),
+        // Per-channel vectors over [N, C, L] (a BatchNorm's), one and four elements per invocation.
+        (&[3, 5, 7], &[5, 1]),
+        (&[5, 7, 520], &[1, 7, 1]),
     ];
     for (sa, sb) in pairs {
         check_binary(dev, sa, sb, |a, b| a.add(b), |x, y| (x + y, 1.0, 1.0));

@@ -6,8 +6,9 @@
 // results that are still referenced. No buffer is both read and written by one chain.
 // Operand i of the chain is read at element e (e = i * 4 for vec4) through its index map:
 // the whole array (x[i]), a row vector broadcast down the rows (x[i % cols]), a column vector
-// broadcast along the rows (x[i / cols]) or one scalar (x[0]). cols[k] holds input k's
-// column count (divided by 4 in the vec4 form); alpha[k] the scalar of op k.
+// broadcast along the rows (x[i / cols]), a per-channel vector over [N, C, L]
+// (x[(i / cols) % dims]) or one scalar (x[0]). cols[k] holds input k's column count or run
+// length (divided by 4 in the vec4 form), dims[k] its channel count; alpha[k] the scalar of op k.
 
 struct Params {
     n: u32,
@@ -15,7 +16,8 @@ struct Params {
     pad1: u32,
     pad2: u32,
     cols: array<vec4<u32>, 4>,
-    alpha: array<vec4<f32>, 8>,
+    dims: array<vec4<u32>, 4>,
+    alpha: array<vec4<f32>, 7>,
 }
 
 //@BINDINGS

@@ -19,7 +19,7 @@ fn chains_take_one_dispatch_per_kernel_and_dropped_results_none() {
         let one = kernels::fill(&d, 1.0, n).unwrap();
         d.synchronize().unwrap();
         let before = d.dispatches();
-        // 100 chained adds, each result dropped as the next is made: ceil(100 / 32) kernels.
+        // 100 chained adds, each result dropped as the next is made: ceil(100 / 28) kernels.
         let mut y = add(&d, &x, &one, n);
         for _ in 1..100 {
             y = add(&d, &y, &one, n);

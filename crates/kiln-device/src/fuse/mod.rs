@@ -89,6 +89,7 @@ struct FusedParams {
     n: u32,
     pad: [u32; 3],
     cols: [u32; MAX_SLOTS],
+    dims: [u32; MAX_SLOTS],
     alpha: [f32; MAX_NODES],
 }
 
@@ -228,8 +229,13 @@ impl Chain {
             stores: Vec::new(),
         };
         for (j, input) in self.inputs.iter().enumerate().filter(|(j, _)| used[*j]) {
-            if let Index::Row(c) | Index::Col(c) = input.index {
-                params.cols[j] = if self.four { c / 4 } else { c };
+            match input.index {
+                Index::Row(c) | Index::Col(c) => params.cols[j] = if self.four { c / 4 } else { c },
+                Index::Mid { inner, dim } => {
+                    params.cols[j] = if self.four { inner / 4 } else { inner };
+                    params.dims[j] = dim;
+                }
+                Index::Full | Index::Scalar => {}
             }
             plan.loads.push((j, slot_of(&input.buf), input.index));
         }

@@ -8,8 +8,9 @@ use crate::op::{BinaryOp, UnaryOp};
 use crate::wgsl::matmul_rows::{Epilogue, RowKernel};
 use crate::wgsl::ops_prelude;
 
-/// Ops per fused kernel: one scalar slot each in [`FusedParams::alpha`].
-pub(crate) const MAX_NODES: usize = 32;
+/// Ops per fused kernel: one scalar slot each in `FusedParams::alpha` (28 keeps the uniform at
+/// 256 bytes, one arena slot, with the column counts and channel counts of 16 inputs).
+pub(crate) const MAX_NODES: usize = 28;
 /// Distinct buffers one fused kernel binds at most (fewer where the device allows fewer storage
 /// buffers per shader stage): one column count each in [`FusedParams::cols`].
 pub(crate) const MAX_SLOTS: usize = 16;
@@ -27,6 +28,14 @@ pub(crate) enum Index {
     Row(u32),
     /// A column broadcast along rows of `cols` elements: element i / cols.
     Col(u32),
+    /// A vector of `dim` broadcast over the dims before and after its own, which holds runs of
+    /// `inner` elements: element (i / inner) % dim (a per-channel value over [N, C, L]).
+    Mid {
+        /// Elements per value (the product of the dims after the vector's).
+        inner: u32,
+        /// The vector's length.
+        dim: u32,
+    },
     /// Element 0 everywhere.
     Scalar,
 }
@@ -52,6 +61,7 @@ impl Index {
         match dims[..] {
             [(_, 0), (c, 1)] => u32::try_from(c).ok().map(Index::Row),
             [(_, 1), (c, 0)] => u32::try_from(c).ok().map(Index::Col),
+            [(_, 0), (c, 1), (l, 0)] => Some(Index::Mid { inner: u32::try_from(l).ok()?, dim: u32::try_from(c).ok()? }),
             _ => None,
         }
     }
@@ -60,7 +70,7 @@ impl Index {
     /// whole vec4s.
     pub(crate) fn fits_four(self) -> bool {
         match self {
-            Index::Row(c) | Index::Col(c) => c % 4 == 0,
+            Index::Row(c) | Index::Col(c) | Index::Mid { inner: c, .. } => c % 4 == 0,
             Index::Full | Index::Scalar => true,
         }
     }
@@ -128,6 +138,7 @@ impl Plan {
                 Index::Row(_) => 1,
                 Index::Col(_) => 2,
                 Index::Scalar => 3,
+                Index::Mid { .. } => 4,
             };
             key.extend([j as u32, s as u32, tag]);
         }
@@ -189,12 +200,17 @@ impl Plan {
         let mut body: Vec<String> = Vec::new();
         for &(j, s, index) in &self.loads {
             let cols = format!("p.cols[{}][{}]", j / 4, j % 4);
+            let dim = format!("p.dims[{}][{}]", j / 4, j % 4);
             let s = slot(s);
             let load = match (index, self.four) {
                 (Index::Full, _) => format!("{s}[i]"),
                 (Index::Row(_), _) => format!("{s}[i % {cols}]"),
                 (Index::Col(_), false) => format!("{s}[i / {cols}]"),
                 (Index::Col(_), true) => format!("vec4<f32>({s}[(i / {cols}) / 4u][(i / {cols}) % 4u])"),
+                (Index::Mid { .. }, false) => format!("{s}[(i / {cols}) % {dim}]"),
+                (Index::Mid { .. }, true) => {
+                    format!("vec4<f32>({s}[((i / {cols}) % {dim}) / 4u][((i / {cols}) % {dim}) % 4u])")
+                }
                 (Index::Scalar, false) => format!("{s}[0]"),
                 (Index::Scalar, true) => format!("vec4<f32>({s}[0].x)"),
             };

@@ -47,7 +47,7 @@ fn generated_kernels_validate() {
                     (1, 1, Index::Row(8)),
                     (2, 2, Index::Col(8)),
                     (3, 3, Index::Scalar),
-                    (4, 4, Index::Full),
+                    (4, 4, Index::Mid { inner: 8, dim: 3 }),
                 ],
                 ops: ops.clone(),
                 stores: vec![(5, last - 1), (6, last)],
@@ -150,5 +150,8 @@ fn index_maps_from_strides() {
     assert_eq!(Index::of(&[1, 3, 1, 4], &[9, 4, 7, 1]), Some(Index::Full));
     assert_eq!(Index::of(&[3, 4], &[1, 3]), None, "a transposed operand");
     assert_eq!(Index::of(&[2, 3, 4], &[0, 4, 1]), None, "a broadcast over two dims");
+    assert_eq!(Index::of(&[2, 3, 4], &[0, 1, 0]), Some(Index::Mid { inner: 4, dim: 3 }), "per channel");
+    assert_eq!(Index::of(&[2, 3, 1, 4], &[0, 1, 9, 0]), Some(Index::Mid { inner: 4, dim: 3 }));
+    assert!(Index::Mid { inner: 8, dim: 3 }.fits_four() && !Index::Mid { inner: 6, dim: 4 }.fits_four());
     assert!(Index::Row(8).fits_four() && !Index::Col(6).fits_four());
 }

@@ -125,7 +125,9 @@ impl RowKernel {
         o.push_str(PARAMS_FIELDS);
         if epi.is_some() {
             // The chain's column counts and scalars follow the matmul's (as `FusedParams`).
-            o.push_str("    cols: array<vec4<u32>, 4>,\n    alpha: array<vec4<f32>, 8>,\n");
+            o.push_str(
+                "    cols: array<vec4<u32>, 4>,\n    dims: array<vec4<u32>, 4>,\n    alpha: array<vec4<f32>, 7>,\n",
+            );
         }
         o.push_str("}\n\n");
         // An epilogue binds everything read-write: a chain may read A or B again.
