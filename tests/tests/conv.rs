@@ -178,6 +178,17 @@ device_test!(pooling_matches_f64, |dev| {
     }
 });
 
+device_test!(max_pool_propagates_nan_and_breaks_ties_first, |dev| {
+    let x = Tensor::from_vec(vec![1.0, f32::NAN, 3.0, 3.0, 0.0, 2.0, 3.0, -1.0], &[1, 1, 2, 4], dev)?
+        .set_requires_grad(true);
+    let y = max_pool2d(&x, (2, 2), (2, 2), (0, 0))?;
+    let v = y.to_vec()?;
+    assert!(v[0].is_nan() && v[1] == 3.0, "{v:?}");
+    y.sum_all()?.backward()?;
+    // The first NaN and the first of the tied 3s (row-major in the window) take the gradient.
+    assert_eq!(x.grad().unwrap().to_vec()?, vec![0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+});
+
 fn xv_of(x: &Tensor, i: usize) -> f64 {
     x.to_vec().unwrap()[i] as f64
 }

@@ -45,6 +45,9 @@ pub(crate) enum Op {
     /// y = the sliding windows of x [b, c, h, w] as columns [c, kh, kw, b, oh, ow] (padding
     /// reads a constant): convolution and pooling are built on it.
     Im2col { x: Tensor, desc: Im2colDesc },
+    /// y = the maximum of each window of x [b, c, h, w]; idx (U32) the flat index in x of each
+    /// window's first maximum.
+    MaxPool { x: Tensor, idx: Tensor, desc: Im2colDesc },
     /// y[r] = logsumexp(x[r]) - x[r, labels[r]] (0 for ignored rows), fused; lse saved.
     CrossEntropyRows { x: Tensor, labels: Tensor, lse: Tensor, ignore: Option<u32> },
 }
@@ -67,6 +70,7 @@ impl Op {
             Op::ToDevice { .. } => "to".into(),
             Op::CrossEntropyRows { .. } => "cross_entropy".into(),
             Op::Im2col { .. } => "im2col".into(),
+            Op::MaxPool { .. } => "max_pool2d".into(),
         }
     }
 
@@ -84,6 +88,7 @@ impl Op {
             | Op::LogSoftmax { x, .. }
             | Op::CrossEntropyRows { x, .. }
             | Op::Im2col { x, .. }
+            | Op::MaxPool { x, .. }
             | Op::ToDevice { x } => vec![x],
         }
     }
@@ -92,7 +97,7 @@ impl Op {
     pub(crate) fn into_inputs(self) -> Vec<Tensor> {
         match self {
             Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
-            Op::Max { x, idx, .. } => vec![x, idx],
+            Op::Max { x, idx, .. } | Op::MaxPool { x, idx, .. } => vec![x, idx],
             Op::CrossEntropyRows { x, labels, lse, .. } => vec![x, labels, lse],
             Op::Unary { x, .. }
             | Op::Transpose { x, .. }
@@ -169,6 +174,8 @@ impl Op {
             Op::ToDevice { x } => vec![Some(g.to(x.dev())?)],
             // The windows' gradients summed back into the elements they read.
             Op::Im2col { x, desc } => vec![Some(g.col2im(desc)?.reshape(x.shape())?)],
+            // Each window's gradient to its arg-max.
+            Op::MaxPool { x, idx, desc } => vec![Some(g.max_pool_backward(idx, desc)?.reshape(x.shape())?)],
             Op::CrossEntropyRows { x, labels, lse, ignore } => {
                 vec![Some(Tensor::cross_entropy_backward(x, labels, lse, g, *ignore)?)]
             }

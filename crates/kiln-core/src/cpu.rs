@@ -288,3 +288,44 @@ pub(crate) fn col2im(g: &[f32], d: &Im2colDesc) -> Vec<f32> {
     }
     acc.into_iter().map(|v| v as f32).collect()
 }
+
+/// Max pooling (as `pool.wgsl`): the values [b, c, oh, ow] and the flat index in x of each
+/// window's first maximum (a NaN wins and stays).
+pub(crate) fn max_pool(x: &[f32], d: &Im2colDesc) -> (Vec<f32>, Vec<u32>) {
+    let n = d.b * d.c * d.oh * d.ow;
+    let (mut vals, mut idx) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for plane in 0..d.b * d.c {
+        let base = plane * d.h * d.w;
+        for oy in 0..d.oh {
+            for ox in 0..d.ow {
+                let (mut best, mut at, mut found) = (f32::NEG_INFINITY, base, false);
+                for ky in 0..d.kh {
+                    let Some(iy) = (oy * d.sh + ky * d.dh).checked_sub(d.ph).filter(|&y| y < d.h) else { continue };
+                    for kx in 0..d.kw {
+                        let Some(ix) = (ox * d.sw + kx * d.dw).checked_sub(d.pw).filter(|&v| v < d.w) else {
+                            continue;
+                        };
+                        let e = base + iy * d.w + ix;
+                        let v = x[e];
+                        if !found || v > best || (v.is_nan() && !best.is_nan()) {
+                            (best, at) = (v, e);
+                        }
+                        found = true;
+                    }
+                }
+                vals.push(best);
+                idx.push(at as u32);
+            }
+        }
+    }
+    (vals, idx)
+}
+
+/// Backward of [`max_pool`]: each window's gradient added to its arg-max.
+pub(crate) fn max_pool_backward(g: &[f32], idx: &[u32], d: &Im2colDesc) -> Vec<f32> {
+    let mut dx = vec![0f32; d.input_len()];
+    for (gi, &i) in g.iter().zip(idx) {
+        dx[i as usize] += gi;
+    }
+    dx
+}

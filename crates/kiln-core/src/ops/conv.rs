@@ -14,7 +14,7 @@ use crate::autograd::Op;
 use crate::cpu;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::storage::Storage;
+use crate::storage::{CpuData, Storage};
 use crate::tensor::Tensor;
 
 /// Options of [`conv2d`] (PyTorch's defaults: stride 1, padding 0, dilation 1, one group).
@@ -138,6 +138,33 @@ impl Tensor {
         Ok(Tensor::from_parts(storage, vec![d.b, d.c, d.h, d.w], DType::F32, self.device()))
     }
 
+    /// Max pooling in one kernel: the windows' maxima [b, c, oh, ow], differentiable (each
+    /// window's gradient goes to its first maximum).
+    fn max_pool(&self, d: &Im2colDesc) -> Result<Tensor> {
+        let (vals, idx) = match self.storage() {
+            Storage::Gpu(x) => {
+                let (v, i) = kernels::max_pool(gpu(self.dev()), x, d)?;
+                (Storage::gpu(v), Storage::gpu(i))
+            }
+            _ => {
+                let (v, i) = cpu::max_pool(self.cpu_f32(), d);
+                (Storage::f32_cpu(v), Storage::Cpu(CpuData::U32(std::sync::Arc::new(i))))
+            }
+        };
+        let shape = vec![d.b, d.c, d.oh, d.ow];
+        let idx = Tensor::from_parts(idx, shape.clone(), DType::U32, self.device());
+        Ok(Tensor::from_op(vals, shape, DType::F32, self.device(), Op::MaxPool { x: self.clone(), idx, desc: *d }))
+    }
+
+    /// Backward of [`Tensor::max_pool`] (not recorded).
+    pub(crate) fn max_pool_backward(&self, idx: &Tensor, d: &Im2colDesc) -> Result<Tensor> {
+        let storage = match (self.storage(), idx.storage()) {
+            (Storage::Gpu(g), Storage::Gpu(i)) => Storage::gpu(kernels::max_pool_backward(gpu(self.dev()), g, i, d)?),
+            _ => Storage::f32_cpu(cpu::max_pool_backward(self.cpu_f32(), &idx.to_vec_u32()?, d)),
+        };
+        Ok(Tensor::from_parts(storage, vec![d.b, d.c, d.h, d.w], DType::F32, self.device()))
+    }
+
     /// Pooling: the windows of this [b, c, h, w] tensor reduced by `reduce` over the window
     /// axis, back in [b, c, oh, ow].
     fn pool(&self, d: &Im2colDesc, pad: f32, reduce: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
@@ -222,7 +249,8 @@ fn check_pool_padding(op: &'static str, kernel: (usize, usize), padding: (usize,
 }
 
 /// 2-D max pooling (PyTorch's `F.max_pool2d`, dilation 1): x [N, C, H, W] -> [N, C, OH, OW];
-/// padding counts as -inf. The gradient goes to each window's arg-max (its first maximum).
+/// padding never wins. One kernel forward (the maximum and its index) and one backward: the
+/// gradient goes to each window's arg-max (its first maximum; a NaN propagates).
 pub fn max_pool2d(
     x: &Tensor,
     kernel: (usize, usize),
@@ -233,7 +261,7 @@ pub fn max_pool2d(
     check_input(op, x, 4)?;
     let d = window(op, x.shape(), kernel, stride, padding, (1, 1))?;
     check_pool_padding(op, kernel, padding)?;
-    x.pool(&d, f32::NEG_INFINITY, |cols| cols.max(1usize, false))
+    x.max_pool(&d)
 }
 
 /// 2-D average pooling (PyTorch's `F.avg_pool2d` with `count_include_pad=True`, its default):

@@ -1,4 +1,5 @@
-//! Launchers of `im2col.wgsl`: convolution and pooling windows as matrix columns, and back.
+//! Launchers of `im2col.wgsl` (convolution and pooling windows as matrix columns, and back) and
+//! of `pool.wgsl` (max pooling and its backward), which share the window geometry.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -123,5 +124,31 @@ pub fn col2im(dev: &GpuDevice, g: &GpuBuffer, d: &Im2colDesc) -> DeviceResult<Gp
     let p = params(d, n, 0.0)?;
     let pipe = dev.cx().pipeline(Family::Im2col, "col2im", &[])?;
     dev.record(&pipe, &[g.raw(), out.raw()], bytemuck::bytes_of(&p), grid_threads(dev.cx(), n)?)?;
+    Ok(out)
+}
+
+/// Max pooling of x [b, c, h, w] over `d`'s windows (dilation allowed, padding never wins):
+/// the values [b, c, oh, ow] and, for each, the flat index in x of the window's first maximum
+/// (u32).
+pub fn max_pool(dev: &GpuDevice, x: &GpuBuffer, d: &Im2colDesc) -> DeviceResult<(GpuBuffer, GpuBuffer)> {
+    let n = d.b * d.c * d.oh * d.ow;
+    let out = dev.alloc(n as u64 * 4, "max_pool2d")?;
+    let idx = dev.alloc(n as u64 * 4, "max_pool2d")?;
+    let p = params(d, n, 0.0)?;
+    let pipe = dev.cx().pipeline(Family::Pool, "max_pool", &[])?;
+    let bufs = [x.raw(), dev.cx().dummy(0), out.raw(), idx.raw()];
+    dev.record(&pipe, &bufs, bytemuck::bytes_of(&p), grid_threads(dev.cx(), n)?)?;
+    Ok((out, idx))
+}
+
+/// Backward of [`max_pool`]: dx [b, c, h, w], each element the sum of the gradients `g` of the
+/// windows whose arg-max (`idx`) it is.
+pub fn max_pool_backward(dev: &GpuDevice, g: &GpuBuffer, idx: &GpuBuffer, d: &Im2colDesc) -> DeviceResult<GpuBuffer> {
+    let n = d.input_len();
+    let out = dev.alloc(n as u64 * 4, "max_pool2d backward")?;
+    let p = params(d, n, 0.0)?;
+    let pipe = dev.cx().pipeline(Family::Pool, "max_pool_backward", &[])?;
+    let bufs = [g.raw(), idx.raw(), out.raw(), dev.cx().dummy(1)];
+    dev.record(&pipe, &bufs, bytemuck::bytes_of(&p), grid_threads(dev.cx(), n)?)?;
     Ok(out)
 }

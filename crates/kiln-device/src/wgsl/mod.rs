@@ -106,12 +106,15 @@ pub enum Family {
     Stats,
     /// `im2col.wgsl`: convolution and pooling windows as matrix columns, and back.
     Im2col,
+    /// `pool.wgsl`: max pooling with its arg-max, and its backward.
+    Pool,
 }
 
 impl Family {
     /// Every family, for validation tests.
-    pub const ALL: [Family; 11] = [
+    pub const ALL: [Family; 12] = [
         Family::Im2col,
+        Family::Pool,
         Family::Unary,
         Family::Binary,
         Family::Matmul,
@@ -142,6 +145,7 @@ impl Family {
             Family::Loss => include_str!("../../shaders/loss.wgsl"),
             Family::Stats => include_str!("../../shaders/stats.wgsl"),
             Family::Im2col => include_str!("../../shaders/im2col.wgsl"),
+            Family::Pool => include_str!("../../shaders/pool.wgsl"),
         })
     }
 
@@ -159,6 +163,7 @@ impl Family {
             Family::Loss => "loss.wgsl",
             Family::Stats => "stats.wgsl",
             Family::Im2col => "im2col.wgsl",
+            Family::Pool => "pool.wgsl",
         }
     }
 
@@ -168,6 +173,7 @@ impl Family {
         match self {
             Family::Unary | Family::Softmax | Family::Copy | Family::Index | Family::Stats | Family::Im2col => (1, 1),
             Family::Binary | Family::Matmul => (2, 1),
+            Family::Pool => (2, 2),
             Family::Reduce => (1, 2),
             Family::Optim => (2, 4),
             Family::Loss => (4, 2),
