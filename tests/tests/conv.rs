@@ -357,6 +357,33 @@ device_test!(batchnorm2d_and_groupnorm_match_f64, |dev| {
     }
     assert_close(&y, &want, 1e-4);
     assert_close(&bn.running_var.tensor().to_vec()?, &run_var, 1e-5);
+    // Its backward (one node, closed form) against the derivative in f64, with a non-trivial
+    // weight and bias: for L = sum(G * y), db = sum G, dw = sum G * xhat and
+    // dx = w / sqrt(var + eps) * (G - mean(G) - xhat * mean(G * xhat)) per channel.
+    let bn = BatchNorm2d::new(c, dev)?;
+    bn.weight.set(tensor(&[c], 32, dev, false))?;
+    bn.bias.set(tensor(&[c], 33, dev, false))?;
+    let xg = x.set_requires_grad(true);
+    let (loss, gw) = weighted_sum(&bn.forward(&xg)?, 34);
+    loss.backward()?;
+    let w64 = f64s(&bn.weight.tensor().to_vec()?);
+    let (mut dx, mut dw, mut db) = (vec![0.0; xv.len()], vec![0.0; c], vec![0.0; c]);
+    for ci in 0..c {
+        let cells: Vec<usize> = (0..n).flat_map(|ni| (0..h * w).map(move |i| idx(ni, ci, i))).collect();
+        let mm = cells.len() as f64;
+        let mean = cells.iter().map(|&i| xv[i]).sum::<f64>() / mm;
+        let var = cells.iter().map(|&i| (xv[i] - mean).powi(2)).sum::<f64>() / mm;
+        let rstd = 1.0 / (var + 1e-5).sqrt();
+        let xhat = |i: usize| (xv[i] - mean) * rstd;
+        db[ci] = cells.iter().map(|&i| gw[i]).sum();
+        dw[ci] = cells.iter().map(|&i| gw[i] * xhat(i)).sum();
+        for &i in &cells {
+            dx[i] = w64[ci] * rstd * (gw[i] - db[ci] / mm - xhat(i) * dw[ci] / mm);
+        }
+    }
+    assert_close(&xg.grad().unwrap().to_vec()?, &dx, 1e-4);
+    assert_close(&bn.weight.grad().unwrap().to_vec()?, &dw, 1e-4);
+    assert_close(&bn.bias.grad().unwrap().to_vec()?, &db, 1e-4);
     // GroupNorm: per sample over each group of channels.
     let gn = GroupNorm::new(2, c, dev)?;
     let y = gn.forward(&x)?.to_vec()?;

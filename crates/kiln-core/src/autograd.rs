@@ -45,6 +45,9 @@ pub(crate) enum Op {
     /// y = the sliding windows of x [b, c, h, w] as columns [c, kh, kw, b, oh, ow] (padding
     /// reads a constant): convolution and pooling are built on it.
     Im2col { x: Tensor, desc: Im2colDesc },
+    /// y = batch normalisation of x [N, C, (L)] with the batch's statistics (mean, rstd saved as
+    /// [1, C, 1]), scaled by weight and shifted by bias: one node, a closed-form backward.
+    BatchNorm { x: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, rstd: Tensor },
     /// y = the maximum of each window of x [b, c, h, w]; idx (U32) the flat index in x of each
     /// window's first maximum.
     MaxPool { x: Tensor, idx: Tensor, desc: Im2colDesc },
@@ -71,12 +74,14 @@ impl Op {
             Op::CrossEntropyRows { .. } => "cross_entropy".into(),
             Op::Im2col { .. } => "im2col".into(),
             Op::MaxPool { .. } => "max_pool2d".into(),
+            Op::BatchNorm { .. } => "batch_norm".into(),
         }
     }
 
     /// The inputs gradients flow to, in the order `backward` returns them.
     pub(crate) fn inputs(&self) -> Vec<&Tensor> {
         match self {
+            Op::BatchNorm { x, weight, bias, .. } => vec![x, weight, bias],
             Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
             Op::Unary { x, .. }
             | Op::Transpose { x, .. }
@@ -96,6 +101,7 @@ impl Op {
     /// Every tensor the op holds (for unlinking the graph on drop).
     pub(crate) fn into_inputs(self) -> Vec<Tensor> {
         match self {
+            Op::BatchNorm { x, weight, bias, mean, rstd } => vec![x, weight, bias, mean, rstd],
             Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
             Op::Max { x, idx, .. } | Op::MaxPool { x, idx, .. } => vec![x, idx],
             Op::CrossEntropyRows { x, labels, lse, .. } => vec![x, labels, lse],
@@ -174,6 +180,9 @@ impl Op {
             Op::ToDevice { x } => vec![Some(g.to(x.dev())?)],
             // The windows' gradients summed back into the elements they read.
             Op::Im2col { x, desc } => vec![Some(g.col2im(desc)?.reshape(x.shape())?)],
+            Op::BatchNorm { x, weight, mean, rstd, .. } => {
+                Tensor::batch_norm_backward(g, x, weight, mean, rstd, [need(0), need(1), need(2)])?.into()
+            }
             // Each window's gradient to its arg-max.
             Op::MaxPool { x, idx, desc } => vec![Some(g.max_pool_backward(idx, desc)?.reshape(x.shape())?)],
             Op::CrossEntropyRows { x, labels, lse, ignore } => {

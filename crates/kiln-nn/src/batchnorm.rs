@@ -91,11 +91,7 @@ impl Forward for BatchNorm1d {
         }
         let three = x.rank() == 3;
         let cshape: Vec<usize> = if three { vec![1, c, 1] } else { vec![1, c] };
-        let reduce = |t: &Tensor| -> Result<Tensor> {
-            let m = t.mean(0usize, true)?;
-            if three { m.mean(2usize, true) } else { Ok(m) }
-        };
-        let (mean, var) = if self.mode.get() {
+        if self.mode.get() {
             let n = x.numel() / c;
             if n <= 1 {
                 return Err(Error::layer(
@@ -103,22 +99,20 @@ impl Forward for BatchNorm1d {
                     format!("training needs more than one value per channel, got input shape {:?}", x.shape()),
                 ));
             }
-            let mean = reduce(x)?;
-            let d = x.sub(&mean)?;
-            let var = reduce(&d.mul(&d)?)?;
+            // One autograd node with a closed-form backward (kiln-core's ops/norm.rs).
+            let (y, mean, var) = Tensor::batch_norm_train(x, &self.weight.tensor(), &self.bias.tensor(), self.eps)?;
             let m = self.momentum;
             no_grad(|| -> Result<()> {
-                let rm = self.running_mean.tensor().mul_scalar(1.0 - m)?.add(&mean.reshape(&[c])?.mul_scalar(m)?)?;
-                let unbiased = var.reshape(&[c])?.mul_scalar(n as f32 / (n as f32 - 1.0))?;
+                let rm = self.running_mean.tensor().mul_scalar(1.0 - m)?.add(&mean.mul_scalar(m)?)?;
+                let unbiased = var.mul_scalar(n as f32 / (n as f32 - 1.0))?;
                 let rv = self.running_var.tensor().mul_scalar(1.0 - m)?.add(&unbiased.mul_scalar(m)?)?;
                 self.running_mean.set(rm)?;
                 self.running_var.set(rv)?;
                 self.count_batch()
             })?;
-            (mean, var)
-        } else {
-            (self.running_mean.tensor().reshape(&cshape)?, self.running_var.tensor().reshape(&cshape)?)
-        };
+            return Ok(y);
+        }
+        let (mean, var) = (self.running_mean.tensor().reshape(&cshape)?, self.running_var.tensor().reshape(&cshape)?);
         let xhat = x.sub(&mean)?.div(&var.add_scalar(self.eps)?.sqrt()?)?;
         xhat.mul(&self.weight.tensor().reshape(&cshape)?)?.add(&self.bias.tensor().reshape(&cshape)?)
     }

@@ -8,6 +8,7 @@ mod elementwise;
 pub(crate) mod layout;
 mod linalg;
 mod loss;
+mod norm;
 mod reduce;
 
 use kiln_device::GpuDevice;
