@@ -1,7 +1,8 @@
 //! Tensor ops: shape rules, dispatch to the CPU reference kernels or to a kiln-device launcher,
 //! and recording of the autograd `Op`. One file per family: elementwise (unary, binary,
 //! scalar forms, masks), layout (reshape, transpose, broadcast), linalg (matmul), reduce (sum,
-//! mean, max, argmax, softmax), loss (fused softmax cross-entropy).
+//! mean, max, argmax, softmax), loss (fused softmax cross-entropy), conv (convolution and
+//! pooling on im2col), norm (batch normalisation as one node).
 
 pub(crate) mod conv;
 mod elementwise;
