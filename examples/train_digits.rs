@@ -25,7 +25,7 @@ use kiln::nn::{Forward, Linear};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
 use kiln::prelude::*;
 use kiln::train::{Checkpoint, NanGuard};
-use kiln_examples::{default_path, digits};
+use kiln_examples::{default_path, device_arg, digits};
 
 struct Args {
     device: Device,
@@ -54,14 +54,7 @@ fn parse_args() -> std::result::Result<Args, String> {
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or(format!("{a} needs a value\n{USAGE}"));
         match a.as_str() {
-            "--device" => {
-                args.device = match val()?.as_str() {
-                    "cpu" => Device::cpu(),
-                    "gpu" => Device::gpu().map_err(|e| e.to_string())?,
-                    "software" => Device::software().map_err(|e| e.to_string())?,
-                    other => return Err(format!("unknown device {other:?} (cpu, gpu or software)")),
-                }
-            }
+            "--device" => args.device = device_arg(&val()?)?,
             "--epochs" => args.epochs = val()?.parse().map_err(|e| format!("--epochs: {e}"))?,
             "--seed" => args.seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--lr" => args.lr = val()?.parse().map_err(|e| format!("--lr: {e}"))?,

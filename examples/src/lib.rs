@@ -1,4 +1,4 @@
-//! Helpers shared by kiln's examples: the bundled digits data set.
+//! Helpers shared by kiln's examples: the bundled digits data set and the `--device` argument.
 
 use std::path::{Path, PathBuf};
 
@@ -46,5 +46,15 @@ mod tests {
             let n = l.iter().filter(|&&x| x == c).count();
             assert!((120..=165).contains(&n), "class {c}: {n}");
         }
+    }
+}
+
+/// The device a `--device cpu|gpu|software` argument names.
+pub fn device_arg(name: &str) -> Result<kiln::Device, String> {
+    match name {
+        "cpu" => Ok(kiln::Device::cpu()),
+        "gpu" => kiln::Device::gpu().map_err(|e| e.to_string()),
+        "software" => kiln::Device::software().map_err(|e| e.to_string()),
+        other => Err(format!("unknown device {other:?} (cpu, gpu or software)")),
     }
 }

@@ -8,85 +8,67 @@ use kiln_core::{Result, Tensor};
 use crate::Forward;
 use crate::conv::named;
 
-/// 2-D max pooling over [N, C, H, W] (dilation 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, kiln_derive::Module)]
-#[module(crate = "kiln_core")]
-pub struct MaxPool2d {
-    /// Window (height, width).
-    #[module(skip)]
-    pub kernel: (usize, usize),
-    /// Step between windows.
-    #[module(skip)]
-    pub stride: (usize, usize),
-    /// -inf added on each side (at most half the kernel).
-    #[module(skip)]
-    pub padding: (usize, usize),
+/// A window-pooling layer: `$name::new(kernel, stride)`, `.with_padding(padding)`, applying
+/// `$f` (whose errors are renamed after the layer).
+macro_rules! window_pool {
+    ($(#[$doc:meta])* $name:ident, $f:ident, $pad:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, kiln_derive::Module)]
+        #[module(crate = "kiln_core")]
+        pub struct $name {
+            /// Window (height, width).
+            #[module(skip)]
+            pub kernel: (usize, usize),
+            /// Step between windows.
+            #[module(skip)]
+            pub stride: (usize, usize),
+            #[doc = concat!($pad, " added on each side (at most half the kernel).")]
+            #[module(skip)]
+            pub padding: (usize, usize),
+        }
+
+        impl $name {
+            /// Windows of `kernel` every `stride` (PyTorch's default stride is the kernel: pass it).
+            pub fn new(kernel: (usize, usize), stride: (usize, usize)) -> Self {
+                $name { kernel, stride, padding: (0, 0) }
+            }
+
+            /// With padding.
+            pub fn with_padding(self, padding: (usize, usize)) -> Self {
+                $name { padding, ..self }
+            }
+        }
+
+        impl Forward for $name {
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                $f(x, self.kernel, self.stride, self.padding).map_err(|e| {
+                    named(e, || {
+                        format!(
+                            "{}(kernel_size={:?}, stride={:?}, padding={:?})",
+                            stringify!($name),
+                            self.kernel,
+                            self.stride,
+                            self.padding
+                        )
+                    })
+                })
+            }
+        }
+    };
 }
 
-impl MaxPool2d {
-    /// Windows of `kernel` every `stride` (PyTorch's default stride is the kernel: pass it).
-    pub fn new(kernel: (usize, usize), stride: (usize, usize)) -> Self {
-        MaxPool2d { kernel, stride, padding: (0, 0) }
-    }
-
-    /// With padding.
-    pub fn with_padding(self, padding: (usize, usize)) -> Self {
-        MaxPool2d { padding, ..self }
-    }
-}
-
-impl Forward for MaxPool2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        max_pool2d(x, self.kernel, self.stride, self.padding).map_err(|e| {
-            named(e, || {
-                format!(
-                    "MaxPool2d(kernel_size={:?}, stride={:?}, padding={:?})",
-                    self.kernel, self.stride, self.padding
-                )
-            })
-        })
-    }
-}
-
-/// 2-D average pooling over [N, C, H, W] (padding counted, as PyTorch's default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, kiln_derive::Module)]
-#[module(crate = "kiln_core")]
-pub struct AvgPool2d {
-    /// Window (height, width).
-    #[module(skip)]
-    pub kernel: (usize, usize),
-    /// Step between windows.
-    #[module(skip)]
-    pub stride: (usize, usize),
-    /// Zeros added on each side (at most half the kernel).
-    #[module(skip)]
-    pub padding: (usize, usize),
-}
-
-impl AvgPool2d {
-    /// Windows of `kernel` every `stride`.
-    pub fn new(kernel: (usize, usize), stride: (usize, usize)) -> Self {
-        AvgPool2d { kernel, stride, padding: (0, 0) }
-    }
-
-    /// With padding.
-    pub fn with_padding(self, padding: (usize, usize)) -> Self {
-        AvgPool2d { padding, ..self }
-    }
-}
-
-impl Forward for AvgPool2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        avg_pool2d(x, self.kernel, self.stride, self.padding).map_err(|e| {
-            named(e, || {
-                format!(
-                    "AvgPool2d(kernel_size={:?}, stride={:?}, padding={:?})",
-                    self.kernel, self.stride, self.padding
-                )
-            })
-        })
-    }
-}
+window_pool!(
+    /// 2-D max pooling over [N, C, H, W] (dilation 1; padding never wins).
+    MaxPool2d,
+    max_pool2d,
+    "-inf"
+);
+window_pool!(
+    /// 2-D average pooling over [N, C, H, W] (padding counted, as PyTorch's default).
+    AvgPool2d,
+    avg_pool2d,
+    "Zeros"
+);
 
 /// Adaptive 2-D average pooling to a fixed output size (`(1, 1)`: global average pooling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, kiln_derive::Module)]
