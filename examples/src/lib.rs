@@ -31,6 +31,16 @@ pub fn digits(path: &Path, seed: u64) -> kiln::Result<(TensorDataset, TensorData
     Ok((all.subset(&order[..n_train])?, all.subset(&order[n_train..])?))
 }
 
+/// The device a `--device cpu|gpu|software` argument names.
+pub fn device_arg(name: &str) -> Result<kiln::Device, String> {
+    match name {
+        "cpu" => Ok(kiln::Device::cpu()),
+        "gpu" => kiln::Device::gpu().map_err(|e| e.to_string()),
+        "software" => kiln::Device::software().map_err(|e| e.to_string()),
+        other => Err(format!("unknown device {other:?} (cpu, gpu or software)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use kiln::data::Dataset;
@@ -46,15 +56,5 @@ mod tests {
             let n = l.iter().filter(|&&x| x == c).count();
             assert!((120..=165).contains(&n), "class {c}: {n}");
         }
-    }
-}
-
-/// The device a `--device cpu|gpu|software` argument names.
-pub fn device_arg(name: &str) -> Result<kiln::Device, String> {
-    match name {
-        "cpu" => Ok(kiln::Device::cpu()),
-        "gpu" => kiln::Device::gpu().map_err(|e| e.to_string()),
-        "software" => kiln::Device::software().map_err(|e| e.to_string()),
-        other => Err(format!("unknown device {other:?} (cpu, gpu or software)")),
     }
 }
