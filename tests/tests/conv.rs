@@ -403,3 +403,18 @@ device_test!(batchnorm2d_and_groupnorm_match_f64, |dev| {
     let e = BatchNorm2d::new(4, dev)?.forward(&tensor(&[2, 3, 4, 4], 1, dev, false)).unwrap_err().to_string();
     assert!(e.starts_with("BatchNorm2d(4): the input has shape [2, 3, 4, 4]"), "{e}");
 });
+
+device_test!(conv_state_dicts_check_shapes, |dev| {
+    use kiln::nn::Conv2d;
+    let a = Conv2d::new(3, 8, (3, 3), dev)?;
+    let b = Conv2d::new(3, 8, (5, 5), dev)?;
+    let before = a.weight.tensor().to_vec()?;
+    // A weight of another kernel size is refused, naming the key, and nothing changes.
+    let e = a.load_state_dict(&b.state_dict(), true).unwrap_err().to_string();
+    assert!(e.contains("\"weight\"") && e.contains("[8, 3, 5, 5]") && e.contains("[8, 3, 3, 3]"), "{e}");
+    assert_eq!(a.weight.tensor().to_vec()?, before);
+    // The same architecture loads, values and all.
+    let c = Conv2d::new(3, 8, (3, 3), dev)?;
+    c.load_state_dict(&a.state_dict(), true)?;
+    assert_eq!(c.weight.tensor().to_vec()?, before);
+});
