@@ -108,5 +108,39 @@ pub fn cnn_parts(dev: &Device) -> Result<Vec<String>> {
         y.sum_all()?.backward()?;
         Ok(y)
     })?;
+    drop(time);
+    // The second block's convolution (32 -> 64 channels on 16x16, K = 288): each pass in GFLOP/s
+    // (2 N O L K flops each), the backward passes as the difference to the forward alone.
+    let x2 = Tensor::rand(&[64, 32, 16, 16], dev)?;
+    let w2 = Tensor::rand(&[64, 32, 3, 3], dev)?;
+    let flops = 2.0 * 64.0 * 64.0 * 256.0 * 288.0;
+    let run = |dx: bool, dw: bool| -> Result<f64> {
+        let (x, w) = (x2.detach().set_requires_grad(dx), w2.detach().set_requires_grad(dw));
+        let step = || -> Result<()> {
+            let y = conv2d(&x, &w, None, &same)?;
+            if dx || dw {
+                y.sum_all()?.backward()?;
+            }
+            let probe = if dx { x.grad() } else if dw { w.grad() } else { Some(y) };
+            probe.map(|t| t.sum_all()?.item()).transpose()?;
+            Ok(())
+        };
+        step()?;
+        let t = Instant::now();
+        for _ in 0..5 {
+            step()?;
+        }
+        Ok(t.elapsed().as_secs_f64() / 5.0)
+    };
+    let fwd = run(false, false)?;
+    let (bx, bw) = (run(true, false)? - fwd, run(false, true)? - fwd);
+    for (pass, t) in [("forward", fwd), ("backward_input", bx), ("backward_weight", bw)] {
+        lines.push(format!(
+            "workload=cnn_parts impl={} part=conv2_{pass} ms={:.3} gflops={:.2}",
+            impl_name(dev),
+            t * 1e3,
+            flops / t.max(1e-9) / 1e9
+        ));
+    }
     Ok(lines)
 }
