@@ -121,7 +121,13 @@ pub fn cnn_parts(dev: &Device) -> Result<Vec<String>> {
             if dx || dw {
                 y.sum_all()?.backward()?;
             }
-            let probe = if dx { x.grad() } else if dw { w.grad() } else { Some(y) };
+            let probe = if dx {
+                x.grad()
+            } else if dw {
+                w.grad()
+            } else {
+                Some(y)
+            };
             probe.map(|t| t.sum_all()?.item()).transpose()?;
             Ok(())
         };

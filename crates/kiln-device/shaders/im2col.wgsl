@@ -29,14 +29,18 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
+// Four consecutive outputs of one column row per invocation (p.n = rows * ceil(OW / 4)): the
+// index arithmetic, six divisions, is done once for the four.
 @compute @workgroup_size(256)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= p.n) {
         return;
     }
-    let ox = i % p.ow;
-    var t = i / p.ow;
+    let quads = (p.ow + 3u) / 4u;
+    let ox0 = (i % quads) * 4u;
+    var t = i / quads;
+    let row = t; // (c, ky, kx, b, oy)
     let oy = t % p.oh;
     t = t / p.oh;
     let b = t % p.b;
@@ -46,12 +50,20 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let ky = t % p.kh;
     let c = t / p.kh;
     let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
-    let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
-        dst[i] = p.pad;
-        return;
+    let inside_y = iy >= 0 && iy < i32(p.h);
+    let src_row = ((b * p.c + c) * p.h + u32(max(iy, 0))) * p.w;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let ox = ox0 + j;
+        if (ox >= p.ow) {
+            break;
+        }
+        let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+        var v = p.pad;
+        if (inside_y && ix >= 0 && ix < i32(p.w)) {
+            v = src[src_row + u32(ix)];
+        }
+        dst[row * p.ow + ox] = v;
     }
-    dst[i] = src[((b * p.c + c) * p.h + u32(iy)) * p.w + u32(ix)];
 }
 
 @compute @workgroup_size(256)

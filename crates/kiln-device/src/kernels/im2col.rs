@@ -109,11 +109,15 @@ fn params(d: &Im2colDesc, n: usize, pad: f32) -> DeviceResult<Im2colParams> {
 
 /// The columns [c, kh, kw, b, oh, ow] of x [b, c, h, w]; positions outside x read `pad`.
 pub fn im2col(dev: &GpuDevice, x: &GpuBuffer, d: &Im2colDesc, pad: f32) -> DeviceResult<GpuBuffer> {
-    let n = d.cols_len();
-    let out = dev.alloc(n as u64 * 4, "im2col")?;
-    let p = params(d, n, pad)?;
+    let out = dev.alloc(d.cols_len() as u64 * 4, "im2col")?;
+    if d.ow == 0 {
+        return Ok(out);
+    }
+    // One invocation per four outputs of a column row.
+    let threads = d.cols_len() / d.ow * d.ow.div_ceil(4);
+    let p = params(d, threads, pad)?;
     let pipe = dev.cx().pipeline(Family::Im2col, "im2col", &[])?;
-    dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&p), grid_threads(dev.cx(), n)?)?;
+    dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&p), grid_threads(dev.cx(), threads)?)?;
     Ok(out)
 }
 
