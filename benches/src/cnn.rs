@@ -108,7 +108,6 @@ pub fn cnn_parts(dev: &Device) -> Result<Vec<String>> {
         y.sum_all()?.backward()?;
         Ok(y)
     })?;
-    drop(time);
     // The second block's convolution (32 -> 64 channels on 16x16, K = 288): each pass in GFLOP/s
     // (2 N O L K flops each), the backward passes as the difference to the forward alone.
     let x2 = Tensor::rand(&[64, 32, 16, 16], dev)?;

@@ -4,26 +4,8 @@
 // convolution is one batched matmul W [G, O/G, Cg*KH*KW] @ cols. Window (ky, kx) of output
 // (oy, ox) reads x at (oy * sh + ky * dh - ph, ox * sw + kx * dw - pw), or `pad` outside x.
 // col2im is im2col's adjoint: each x element sums the columns that read it (a gather over the
-// window positions, so no atomics). Large launches use a 2-D grid.
-
-struct Params {
-    b: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    kh: u32,
-    kw: u32,
-    oh: u32,
-    ow: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    n: u32,
-    pad: f32,
-}
+// window positions, so no atomics). Large launches use a 2-D grid. Params and `out_pos` come
+// from window.wgsl.
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
@@ -81,18 +63,16 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let l = p.oh * p.ow;
     var acc = 0.0;
     for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
-        let ty = i32(y + p.ph) - i32(ky * p.dh);
-        if (ty < 0 || u32(ty) % p.sh != 0u || u32(ty) / p.sh >= p.oh) {
+        let oy = out_pos(y, ky, p.ph, p.dh, p.sh, p.oh);
+        if (oy < 0) {
             continue;
         }
-        let oy = u32(ty) / p.sh;
         for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
-            let tx = i32(x + p.pw) - i32(kx * p.dw);
-            if (tx < 0 || u32(tx) % p.sw != 0u || u32(tx) / p.sw >= p.ow) {
+            let ox = out_pos(x, kx, p.pw, p.dw, p.sw, p.ow);
+            if (ox < 0) {
                 continue;
             }
-            let ox = u32(tx) / p.sw;
-            acc = acc + src[((c * p.kh + ky) * p.kw + kx) * p.b * l + b * l + oy * p.ow + ox];
+            acc = acc + src[((c * p.kh + ky) * p.kw + kx) * p.b * l + b * l + u32(oy) * p.ow + u32(ox)];
         }
     }
     dst[i] = acc;

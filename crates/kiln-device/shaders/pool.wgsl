@@ -2,27 +2,8 @@
 // x of its first occurrence, scanning the window row by row as PyTorch does), and its backward
 // as a gather: each x element sums the gradients of the windows whose arg-max it is (no atomics).
 // x is [B, C, H, W]; outputs [B, C, OH, OW]; window (ky, kx) of output (oy, ox) reads x at
-// (oy * sh + ky - ph, ox * sw + kx - pw) (dilation 1); padding never wins. Same Params as
-// im2col.wgsl.
-
-struct Params {
-    b: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    kh: u32,
-    kw: u32,
-    oh: u32,
-    ow: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    n: u32,
-    pad: f32,
-}
+// (oy * sh + ky * dh - ph, ox * sw + kx * dw - pw); padding never wins. Params and `out_pos`
+// come from window.wgsl.
 
 // Forward: x (binding 0) -> values (2), indices (3). Backward: g (0), indices (1) -> dx (2).
 @group(0) @binding(0) var<storage, read> src: array<f32>;
@@ -87,17 +68,16 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let obase = plane * p.oh * p.ow;
     var acc = 0.0;
     for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
-        let ty = i32(y + p.ph) - i32(ky * p.dh);
-        if (ty < 0 || u32(ty) % p.sh != 0u || u32(ty) / p.sh >= p.oh) {
+        let oy = out_pos(y, ky, p.ph, p.dh, p.sh, p.oh);
+        if (oy < 0) {
             continue;
         }
-        let oy = u32(ty) / p.sh;
         for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
-            let tx = i32(x + p.pw) - i32(kx * p.dw);
-            if (tx < 0 || u32(tx) % p.sw != 0u || u32(tx) / p.sw >= p.ow) {
+            let ox = out_pos(x, kx, p.pw, p.dw, p.sw, p.ow);
+            if (ox < 0) {
                 continue;
             }
-            let o = obase + oy * p.ow + u32(tx) / p.sw;
+            let o = obase + u32(oy) * p.ow + u32(ox);
             if (idx_in[o] == i) {
                 acc = acc + src[o];
             }

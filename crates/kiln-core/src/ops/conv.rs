@@ -164,13 +164,6 @@ impl Tensor {
         };
         Ok(Tensor::from_parts(storage, vec![d.b, d.c, d.h, d.w], DType::F32, self.device()))
     }
-
-    /// Pooling: the windows of this [b, c, h, w] tensor reduced by `reduce` over the window
-    /// axis, back in [b, c, oh, ow].
-    fn pool(&self, d: &Im2colDesc, pad: f32, reduce: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
-        let cols = self.im2col(d, pad)?.reshape(&[d.c, d.kh * d.kw, d.b * d.oh * d.ow])?;
-        reduce(&cols)?.reshape(&[d.c, d.b, d.oh, d.ow])?.transpose(0usize, 1usize)
-    }
 }
 
 fn check_input(op: &'static str, t: &Tensor, rank: usize) -> Result<()> {
@@ -276,7 +269,9 @@ pub fn avg_pool2d(
     check_input(op, x, 4)?;
     let d = window(op, x.shape(), kernel, stride, padding, (1, 1))?;
     check_pool_padding(op, kernel, padding)?;
-    x.pool(&d, 0.0, |cols| cols.mean(1usize, false))
+    // The mean over the window axis of the columns [C, KH*KW, N*L], back to [N, C, OH, OW].
+    let cols = x.im2col(&d, 0.0)?.reshape(&[d.c, d.kh * d.kw, d.b * d.oh * d.ow])?;
+    cols.mean(1usize, false)?.reshape(&[d.c, d.b, d.oh, d.ow])?.transpose(0usize, 1usize)
 }
 
 /// The [out, size] matrix whose row i averages PyTorch's adaptive window i:

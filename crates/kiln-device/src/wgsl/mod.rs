@@ -144,8 +144,10 @@ impl Family {
             Family::Optim => include_str!("../../shaders/optim.wgsl"),
             Family::Loss => include_str!("../../shaders/loss.wgsl"),
             Family::Stats => include_str!("../../shaders/stats.wgsl"),
-            Family::Im2col => include_str!("../../shaders/im2col.wgsl"),
-            Family::Pool => include_str!("../../shaders/pool.wgsl"),
+            Family::Im2col => {
+                concat!(include_str!("../../shaders/window.wgsl"), include_str!("../../shaders/im2col.wgsl"))
+            }
+            Family::Pool => concat!(include_str!("../../shaders/window.wgsl"), include_str!("../../shaders/pool.wgsl")),
         })
     }
 
