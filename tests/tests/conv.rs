@@ -331,14 +331,13 @@ device_test!(conv_and_pool_layers, |dev| {
     assert_eq!(net.get_submodule_as::<BatchNorm2d>("1").unwrap().num_batches_tracked.tensor().to_vec_i64()?, [1]);
 });
 
-device_test!(batchnorm2d_and_groupnorm_match_f64, |dev| {
-    use kiln::nn::{BatchNorm2d, Forward, GroupNorm};
-    let (n, c, h, w) = (3, 4, 5, 3);
-    let x = tensor(&[n, c, h, w], 31, dev, false);
+/// BatchNorm2d in training on x = data + `offset` [n, c, h, w] against f64: per channel over
+/// N*H*W (biased variance), running stats updated with the unbiased one, and the backward.
+fn check_batchnorm(dev: &Device, [n, c, h, w]: [usize; 4], offset: f32, tol: f64) -> kiln::Result<()> {
+    use kiln::nn::{BatchNorm2d, Forward};
+    let x = tensor(&[n, c, h, w], 31, dev, false).add_scalar(offset)?;
     let xv = f64s(&x.to_vec()?);
     let idx = |ni: usize, ci: usize, i: usize| (ni * c + ci) * h * w + i;
-    // BatchNorm2d in training: per channel over N*H*W (biased variance), running stats updated
-    // with the unbiased one.
     let bn = BatchNorm2d::new(c, dev)?;
     let y = bn.forward(&x)?.to_vec()?;
     let mut want = vec![0.0; xv.len()];
@@ -355,7 +354,7 @@ device_test!(batchnorm2d_and_groupnorm_match_f64, |dev| {
             }
         }
     }
-    assert_close(&y, &want, 1e-4);
+    assert_close(&y, &want, tol);
     assert_close(&bn.running_var.tensor().to_vec()?, &run_var, 1e-5);
     // Its backward (one node, closed form) against the derivative in f64, with a non-trivial
     // weight and bias: for L = sum(G * y), db = sum G, dw = sum G * xhat and
@@ -363,7 +362,7 @@ device_test!(batchnorm2d_and_groupnorm_match_f64, |dev| {
     let bn = BatchNorm2d::new(c, dev)?;
     bn.weight.set(tensor(&[c], 32, dev, false))?;
     bn.bias.set(tensor(&[c], 33, dev, false))?;
-    let xg = x.set_requires_grad(true);
+    let xg = x.detach().set_requires_grad(true);
     let (loss, gw) = weighted_sum(&bn.forward(&xg)?, 34);
     loss.backward()?;
     let w64 = f64s(&bn.weight.tensor().to_vec()?);
@@ -381,9 +380,23 @@ device_test!(batchnorm2d_and_groupnorm_match_f64, |dev| {
             dx[i] = w64[ci] * rstd * (gw[i] - db[ci] / mm - xhat(i) * dw[ci] / mm);
         }
     }
-    assert_close(&xg.grad().unwrap().to_vec()?, &dx, 1e-4);
-    assert_close(&bn.weight.grad().unwrap().to_vec()?, &dw, 1e-4);
-    assert_close(&bn.bias.grad().unwrap().to_vec()?, &db, 1e-4);
+    assert_close(&xg.grad().unwrap().to_vec()?, &dx, tol);
+    assert_close(&bn.weight.grad().unwrap().to_vec()?, &dw, tol);
+    assert_close(&bn.bias.grad().unwrap().to_vec()?, &db, tol);
+    Ok(())
+}
+
+device_test!(batchnorm2d_and_groupnorm_match_f64, |dev| {
+    use kiln::nn::{BatchNorm2d, Forward, GroupNorm};
+    // Short channels (15 values per sample, lanes grouped along N); long ones (323, more than a
+    // workgroup), their mean 100 times their spread (the statistics shifted, not cancelled).
+    check_batchnorm(dev, [3, 4, 5, 3], 0.0, 1e-4)?;
+    check_batchnorm(dev, [2, 3, 17, 19], 100.0, 1e-4)?;
+    let (n, c, h, w) = (3, 4, 5, 3);
+    let x = tensor(&[n, c, h, w], 31, dev, false);
+    let xv = f64s(&x.to_vec()?);
+    let idx = |ni: usize, ci: usize, i: usize| (ni * c + ci) * h * w + i;
+    let mut want = vec![0.0; xv.len()];
     // GroupNorm: per sample over each group of channels.
     let gn = GroupNorm::new(2, c, dev)?;
     let y = gn.forward(&x)?.to_vec()?;

@@ -329,3 +329,37 @@ pub(crate) fn max_pool_backward(g: &[f32], idx: &[u32], d: &Im2colDesc) -> Vec<f
     }
     dx
 }
+
+/// Per-channel mean and biased variance of x viewed as [n, c, l] (`norm.wgsl`'s mode 0): the c
+/// means, then the c variances; two passes in f64.
+pub(crate) fn channel_moments(x: &[f32], [n, c, l]: [usize; 3]) -> Vec<f32> {
+    let m = (n * l) as f64;
+    let mut out = vec![0f32; 2 * c];
+    for ch in 0..c {
+        let rows = || (0..n).flat_map(move |i| x[(i * c + ch) * l..(i * c + ch + 1) * l].iter());
+        let mean = rows().map(|&v| v as f64).sum::<f64>() / m;
+        let var = rows().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m;
+        out[ch] = mean as f32;
+        out[c + ch] = var as f32;
+    }
+    out
+}
+
+/// For g and x viewed as [n, c, l]: sum(g) per channel, then sum(g * (x - mean)) per channel
+/// (`norm.wgsl`'s mode 1), in f64.
+pub(crate) fn channel_grad_sums(g: &[f32], x: &[f32], mean: &[f32], [n, c, l]: [usize; 3]) -> Vec<f32> {
+    let mut out = vec![0f32; 2 * c];
+    for ch in 0..c {
+        let (mut a, mut b) = (0f64, 0f64);
+        for i in 0..n {
+            let r = (i * c + ch) * l..(i * c + ch + 1) * l;
+            for (&gv, &xv) in g[r.clone()].iter().zip(&x[r]) {
+                a += gv as f64;
+                b += gv as f64 * (xv - mean[ch]) as f64;
+            }
+        }
+        out[ch] = a as f32;
+        out[c + ch] = b as f32;
+    }
+    out
+}

@@ -37,16 +37,21 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     dst[i] = src[is];
 }
 
-// Two merged dims (a transpose, a row/column broadcast): x over the columns, the workgroup's y
-// (and z) over the rows, no per-element division.
+// Two or three merged dims (a transpose of a matrix or of a batch's first two dims, a row/column
+// broadcast), given as three [outer, mid, cols]: x over the columns, the workgroup's y (and z)
+// over the rows (outer, mid), so the one division per invocation is of workgroup-uniform values.
 @compute @workgroup_size(256)
-fn gather2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+fn gather3d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let cols = p.shape[0][1];
+    let mid = p.shape[0][1];
+    let cols = p.shape[0][2];
     let col = gid.x;
     let row = wid.y + wid.z * nwg.y;
-    if (col >= cols || row >= p.shape[0][0]) {
+    if (col >= cols || row >= p.shape[0][0] * mid) {
         return;
     }
-    dst[row * cols + col] = src[p.offset + row * p.strides[0][0] + col * p.strides[0][1]];
+    let o = row / mid;
+    let m = row - o * mid;
+    let s = p.offset + o * p.strides[0][0] + m * p.strides[0][1] + col * p.strides[0][2];
+    dst[row * cols + col] = src[s];
 }

@@ -66,18 +66,18 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let y = t % p.h;
     let plane = t / p.h;
     let obase = plane * p.oh * p.ow;
+    // Only the windows that cover (y, x) (dilation is 1): outputs lo..=hi along each axis, a
+    // single one when the windows do not overlap.
+    let ty = y + p.ph;
+    let tx = x + p.pw;
+    let y_lo = select(0u, (ty - p.kh) / p.sh + 1u, ty >= p.kh);
+    let x_lo = select(0u, (tx - p.kw) / p.sw + 1u, tx >= p.kw);
+    let y_hi = min(ty / p.sh, p.oh - 1u);
+    let x_hi = min(tx / p.sw, p.ow - 1u);
     var acc = 0.0;
-    for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
-        let oy = out_pos(y, ky, p.ph, p.dh, p.sh, p.oh);
-        if (oy < 0) {
-            continue;
-        }
-        for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
-            let ox = out_pos(x, kx, p.pw, p.dw, p.sw, p.ow);
-            if (ox < 0) {
-                continue;
-            }
-            let o = obase + u32(oy) * p.ow + u32(ox);
+    for (var oy = y_lo; oy <= y_hi; oy = oy + 1u) {
+        for (var ox = x_lo; ox <= x_hi; ox = ox + 1u) {
+            let o = obase + oy * p.ow + ox;
             if (idx_in[o] == i) {
                 acc = acc + src[o];
             }

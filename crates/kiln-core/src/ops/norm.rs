@@ -1,19 +1,45 @@
-//! Batch normalisation in training mode as one autograd node: the forward computes the batch
-//! statistics and the normalised output from primitives (their intermediates are not recorded),
-//! and the backward is the closed form, three passes over the data instead of the ~15 of the
-//! differentiated composite:
+//! Batch normalisation in training mode as one autograd node. The forward reads x once for the
+//! per-channel mean and variance (`norm.wgsl`, one workgroup per channel) and once more for the
+//! output x * scale + shift; the backward reads the gradient and x once for the two per-channel
+//! sums and once more for the input gradient, a per-channel affine map of g and x:
 //! with xhat = (x - mean) * rstd over M = N * L values per channel,
-//! db = sum(g), dw = sum(g * xhat), dx = w * rstd * (g - db / M - xhat * dw / M).
-//! Every per-channel vector is broadcast over [N, C, L] (a fused elementwise map).
+//! db = sum(g), dw = sum(g * xhat) = rstd * sum(g * (x - mean)),
+//! dx = w * rstd * (g - db / M - xhat * dw / M) = A g + B x + C per channel.
+//! Every per-channel vector is broadcast over [N, C, L] (a fused elementwise map on the GPU).
 
+use kiln_device::kernels;
+
+use super::gpu;
 use crate::autograd::{Op, no_grad};
+use crate::cpu;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::storage::Storage;
 use crate::tensor::Tensor;
 
-/// Sums of t [N, C, L] over N and L: [1, C, 1].
-fn channel_sum(t: &Tensor) -> Result<Tensor> {
-    t.sum(0usize, true)?.sum(2usize, true)
+/// Two per-channel vectors [1, C, 1] from the [2 * C] result of a `norm.wgsl` launch.
+fn halves(t: Tensor, c: usize) -> Result<(Tensor, Tensor)> {
+    Ok((t.slice_flat(0, &[1, c, 1])?, t.slice_flat(c, &[1, c, 1])?))
+}
+
+/// The mean and biased variance [1, C, 1] of x [N, C, L] over N and L.
+fn channel_moments(x: &Tensor, dims: [usize; 3]) -> Result<(Tensor, Tensor)> {
+    let storage = match x.storage() {
+        Storage::Gpu(b) => Storage::gpu(kernels::channel_moments(gpu(x.dev()), b, dims)?),
+        _ => Storage::f32_cpu(cpu::channel_moments(x.cpu_f32(), dims)),
+    };
+    halves(Tensor::from_parts(storage, vec![2 * dims[1]], DType::F32, x.device()), dims[1])
+}
+
+/// sum(g) and sum(g * (x - mean)) [1, C, 1] over N and L, for g and x [N, C, L], mean [1, C, 1].
+fn channel_grad_sums(g: &Tensor, x: &Tensor, mean: &Tensor, dims: [usize; 3]) -> Result<(Tensor, Tensor)> {
+    let storage = match (g.storage(), x.storage(), mean.storage()) {
+        (Storage::Gpu(gb), Storage::Gpu(xb), Storage::Gpu(mb)) => {
+            Storage::gpu(kernels::channel_grad_sums(gpu(x.dev()), gb, xb, mb, dims)?)
+        }
+        _ => Storage::f32_cpu(cpu::channel_grad_sums(g.cpu_f32(), x.cpu_f32(), mean.cpu_f32(), dims)),
+    };
+    halves(Tensor::from_parts(storage, vec![2 * dims[1]], DType::F32, x.device()), dims[1])
 }
 
 impl Tensor {
@@ -41,11 +67,12 @@ impl Tensor {
         }
         let x3 = x.reshape(&[n, c, l])?;
         let (y, mean, var, rstd) = no_grad(|| -> Result<_> {
-            let mean = channel_sum(&x3)?.mul_scalar(1.0 / m as f32)?;
-            let d = x3.sub(&mean)?;
-            let var = channel_sum(&d.mul(&d)?)?.mul_scalar(1.0 / m as f32)?;
+            let (mean, var) = channel_moments(&x3, [n, c, l])?;
             let rstd = var.add_scalar(eps)?.sqrt()?.powf(-1.0)?;
-            let y = d.mul(&rstd)?.mul(&weight.reshape(&[1, c, 1])?)?.add(&bias.reshape(&[1, c, 1])?)?;
+            // y = (x - mean) * rstd * w + b = x * scale + shift.
+            let scale = rstd.mul(&weight.reshape(&[1, c, 1])?)?;
+            let shift = bias.reshape(&[1, c, 1])?.sub(&mean.mul(&scale)?)?;
+            let y = x3.mul(&scale)?.add(&shift)?;
             Ok((y, mean, var, rstd))
         })?;
         let node = Op::BatchNorm { x: x.clone(), weight: weight.clone(), bias: bias.clone(), mean: mean.clone(), rstd };
@@ -67,14 +94,15 @@ impl Tensor {
         let (n, c) = (s[0], s[1]);
         let l = if s.len() == 3 { s[2] } else { 1 };
         let m = (n * l) as f32;
-        let g3 = g.reshape(&[n, c, l])?;
-        let xhat = x.reshape(&[n, c, l])?.sub(mean)?.mul(rstd)?;
-        let db = channel_sum(&g3)?;
-        let dw = channel_sum(&g3.mul(&xhat)?)?;
+        let (g3, x3) = (g.reshape(&[n, c, l])?, x.reshape(&[n, c, l])?);
+        let (db, sum_gd) = channel_grad_sums(&g3, &x3, mean, [n, c, l])?;
+        let dw = sum_gd.mul(rstd)?;
         let gx = if need[0] {
-            let w = weight.reshape(&[1, c, 1])?;
-            let inner = g3.sub(&db.mul_scalar(1.0 / m)?)?.sub(&xhat.mul(&dw.mul_scalar(1.0 / m)?)?)?;
-            Some(inner.mul(&w.mul(rstd)?)?.reshape(s)?)
+            // dx = A g + B x + C: A = w rstd, B = -A rstd dw / M, C = -A db / M - B mean.
+            let a = weight.reshape(&[1, c, 1])?.mul(rstd)?;
+            let b = a.mul(rstd)?.mul(&dw)?.mul_scalar(-1.0 / m)?;
+            let cc = a.mul(&db)?.mul_scalar(-1.0 / m)?.sub(&b.mul(mean)?)?;
+            Some(g3.mul(&a)?.add(&x3.mul(&b)?)?.add(&cc)?.reshape(s)?)
         } else {
             None
         };

@@ -18,19 +18,24 @@ pub fn gather(
 ) -> DeviceResult<GpuBuffer> {
     let n: usize = shape.iter().product();
     let out = dev.alloc(n as u64 * 4, "gather")?;
-    let two = if shape.len() == 2 { grid_rows(dev.cx(), shape[0], shape[1]) } else { None };
-    let pipe = dev.cx().pipeline(Family::Copy, if two.is_some() { "gather2d" } else { "gather" }, &[])?;
+    // Two or three dims go to `gather3d` as [outer, mid, cols] (two with an outer of 1).
+    let (shape, strides) = match shape.len() {
+        2 => (vec![1, shape[0], shape[1]], vec![0, strides[0], strides[1]]),
+        _ => (shape.to_vec(), strides.to_vec()),
+    };
+    let three = if shape.len() == 3 { grid_rows(dev.cx(), shape[0] * shape[1], shape[2]) } else { None };
+    let pipe = dev.cx().pipeline(Family::Copy, if three.is_some() { "gather3d" } else { "gather" }, &[])?;
     let params = StridedParams {
         n: u32_of("gather", n)?,
         rank: shape.len() as u32,
         offset: u32_of("gather", offset)?,
         pad0: 0,
-        shape: pack_dims("gather", shape)?,
-        s1: pack_dims("gather", strides)?,
+        shape: pack_dims("gather", &shape)?,
+        s1: pack_dims("gather", &strides)?,
         s2: [0; MAX_DIMS],
     };
     // The copy family's Params has no third array; the extra bytes are ignored by the shader.
-    let groups = match two {
+    let groups = match three {
         Some(g) => g,
         None => grid_threads(dev.cx(), n)?,
     };

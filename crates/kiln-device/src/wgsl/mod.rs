@@ -108,11 +108,14 @@ pub enum Family {
     Im2col,
     /// `pool.wgsl`: max pooling with its arg-max, and its backward.
     Pool,
+    /// `norm.wgsl`: per-channel sums for batch normalisation.
+    Norm,
 }
 
 impl Family {
     /// Every family, for validation tests.
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 13] = [
+        Family::Norm,
         Family::Im2col,
         Family::Pool,
         Family::Unary,
@@ -144,6 +147,7 @@ impl Family {
             Family::Optim => include_str!("../../shaders/optim.wgsl"),
             Family::Loss => include_str!("../../shaders/loss.wgsl"),
             Family::Stats => include_str!("../../shaders/stats.wgsl"),
+            Family::Norm => include_str!("../../shaders/norm.wgsl"),
             Family::Im2col => {
                 concat!(include_str!("../../shaders/window.wgsl"), include_str!("../../shaders/im2col.wgsl"))
             }
@@ -164,6 +168,7 @@ impl Family {
             Family::Optim => "optim.wgsl",
             Family::Loss => "loss.wgsl",
             Family::Stats => "stats.wgsl",
+            Family::Norm => "norm.wgsl",
             Family::Im2col => "im2col.wgsl",
             Family::Pool => "pool.wgsl",
         }
@@ -178,6 +183,7 @@ impl Family {
             Family::Pool => (2, 2),
             Family::Reduce => (1, 2),
             Family::Optim => (2, 4),
+            Family::Norm => (3, 1),
             Family::Loss => (4, 2),
         }
     }
