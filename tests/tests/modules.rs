@@ -57,6 +57,34 @@ fn seq(dev: &Device) -> Result<Sequential> {
     Ok(Sequential::new().push(Linear::new(5, 7, dev)?).push(ReLU).push(Linear::new(7, 3, dev)?))
 }
 
+/// The fixture script's `cnn()`, layer for layer.
+fn cnn(dev: &Device) -> Result<Sequential> {
+    use kiln::nn::{
+        AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Conv2dOptions, Flatten, GroupNorm, MaxPool2d,
+    };
+    let same = Conv2dOptions { padding: (1, 1), ..Default::default() };
+    let grouped = Conv2dOptions { stride: (2, 1), padding: (1, 0), groups: 2, ..Default::default() };
+    Ok(Sequential::new()
+        .push(Conv2d::with_options(3, 8, (3, 3), same, true, dev)?)
+        .push(BatchNorm2d::new(8, dev)?)
+        .push(ReLU)
+        .push(MaxPool2d::new((2, 2), (2, 2)))
+        .push(Conv2d::with_options(8, 6, (3, 2), grouped, false, dev)?)
+        .push(GroupNorm::new(3, 6, dev)?)
+        .push(ReLU)
+        .push(AvgPool2d::new((2, 2), (1, 1)).with_padding((1, 1)))
+        .push(AdaptiveAvgPool2d::new((2, 1)))
+        .push(Flatten::new())
+        .push(Linear::new(12, 5, dev)?))
+}
+
+/// The fixture script's `conv1d()`.
+fn conv1d(dev: &Device) -> Result<Sequential> {
+    use kiln::nn::{Conv1d, Conv1dOptions};
+    let o = Conv1dOptions { stride: 2, padding: 2, dilation: 2, ..Default::default() };
+    Ok(Sequential::new().push(Conv1d::with_options(2, 4, 3, o, true, dev)?).push(ReLU))
+}
+
 /// Loads fixture `name` into `model`, checks names/orders/dtypes against PyTorch's and the
 /// eval-mode output, and returns the kiln output.
 fn check_fixture(
@@ -105,6 +133,31 @@ device_test!(pytorch_fixtures_load_and_match, |dev| {
     assert_eq!(c.bn.num_batches_tracked.tensor().to_vec_i64()?, vec![3]);
     let t = Tied::new(dev)?;
     check_fixture("tied", &t, &|x| t.forward(x), dev)?;
+    let c = cnn(dev)?;
+    check_fixture("cnn", &c, &|x| c.forward(x), dev)?;
+    assert_eq!(c.get_buffer("1.num_batches_tracked").unwrap().tensor().to_vec_i64()?, vec![2]);
+    let c = conv1d(dev)?;
+    check_fixture("conv1d", &c, &|x| c.forward(x), dev)?;
+});
+
+device_test!(pytorch_cnn_training_gradients_match, |dev| {
+    // PyTorch's CNN in training mode (batch statistics): the output and, for
+    // loss = sum(output * weights), the gradients of the input and of every parameter.
+    let c = cnn(dev)?;
+    c.load_state_dict(&load_safetensors(fixture("cnn.safetensors"), dev)?, true)?;
+    let io = load_safetensors(fixture("cnn_train_io.safetensors"), dev)?;
+    let x = io.get("input").unwrap().set_requires_grad(true);
+    let y = c.forward(&x)?;
+    assert_close(&y.to_vec()?, &f64s(&io.get("output").unwrap().to_vec()?), 1e-4);
+    y.mul(io.get("weights").unwrap())?.sum_all()?.backward()?;
+    let mut grads = vec![("input".to_string(), x.grad().unwrap())];
+    grads.extend(c.named_parameters().into_iter().map(|(n, p)| (n, p.grad().unwrap())));
+    assert_eq!(grads.len(), 10);
+    for (name, g) in grads {
+        let want = io.get(&format!("grad:{name}")).unwrap_or_else(|| panic!("no gradient {name} in the fixture"));
+        assert_eq!(g.shape(), want.shape(), "{name}");
+        assert_close(&g.to_vec()?, &f64s(&want.to_vec()?), 1e-4);
+    }
 });
 
 device_test!(half_and_double_files_convert_to_f32, |dev| {
@@ -132,6 +185,8 @@ fn kiln_saves_pytorch_loadable_files() {
         ("seq", Box::new(seq(&dev).unwrap())),
         ("custom", Box::new(Custom::new(&dev).unwrap())),
         ("tied", Box::new(Tied::new(&dev).unwrap())),
+        ("cnn", Box::new(cnn(&dev).unwrap())),
+        ("conv1d", Box::new(conv1d(&dev).unwrap())),
     ];
     for (name, m) in models {
         let torch = load_safetensors(fixture(&format!("{name}.safetensors")), &dev).unwrap();
