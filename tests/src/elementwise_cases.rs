@@ -177,5 +177,7 @@ pub fn binary_cases(dev: &Device) {
         check_binary(dev, sa, sb, |a, b| a.div(b), |x, y| (x / y, 1.0 / y, -x / (y * y)));
         check_binary(dev, sb, sa, |a, b| a.maximum(b), |x, y| (x.max(y), (x > y) as u8 as f64, (y > x) as u8 as f64));
         check_binary(dev, sa, sb, |a, b| a.minimum(b), |x, y| (x.min(y), (x < y) as u8 as f64, (y < x) as u8 as f64));
+        // (b is never 0 here: its zeros, infinities and masks are tested in elementwise.rs.)
+        check_binary(dev, sa, sb, |a, b| a.keep_where(b), |x, y| (if y != 0.0 { x } else { 0.0 }, 1.0, 0.0));
     }
 }

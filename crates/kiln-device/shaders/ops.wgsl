@@ -78,3 +78,5 @@ fn b_eq(u: f32, v: f32) -> f32 { return select(0.0, 1.0, u == v); }
 fn b_ne(u: f32, v: f32) -> f32 { return select(0.0, 1.0, u != v); }
 // ReLU backward: u is the incoming gradient, v the ReLU input (gradient 0 at v == 0).
 fn b_relu_backward(u: f32, v: f32) -> f32 { return select(0.0, u, v > 0.0); }
+// u where v is nonzero, else 0 (a select: u's infinities and NaNs do not leak where v is 0).
+fn b_keep(u: f32, v: f32) -> f32 { return select(0.0, u, v != 0.0); }

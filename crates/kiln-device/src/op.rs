@@ -114,6 +114,10 @@ macro_rules! binary_ops {
             Ne: "b_ne", |u, v| f32::from(u != v), [ne], [];
             /// a where b > 0 else 0: ReLU's backward (a the gradient, b the input), one kernel.
             ReluBackward: "b_relu_backward", |u, v| if v > 0.0 { u } else { 0.0 }, [], [];
+            /// a where b is nonzero, else 0: a select, so an infinity or NaN of a where b is 0 gives
+            /// exactly 0 (`where_` and `masked_fill` are built from it). Differentiable in a.
+            Keep: "b_keep", |u, v| if v != 0.0 { u } else { 0.0 }, [keep_where],
+                [|g, _a, b| g.keep_where(b), |g, _a, _b| Tensor::zeros(g.shape(), g.dev())];
         }
     };
 }
@@ -198,11 +202,19 @@ mod tests {
 
     #[test]
     fn tables_expand_in_order() {
-        assert_eq!(UnaryOp::ALL.len(), 21);
-        assert_eq!(BinaryOp::ALL.len(), 13);
+        // Discriminants in table order (the kernels' op numbers), WGSL functions distinct.
         for (i, op) in UnaryOp::ALL.iter().enumerate() {
             assert_eq!(*op as usize, i);
         }
+        for (i, op) in BinaryOp::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i);
+        }
+        let mut names: Vec<&str> = UnaryOp::ALL.iter().map(|o| o.wgsl_fn()).collect();
+        names.extend(BinaryOp::ALL.iter().map(|o| o.wgsl_fn()));
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
         assert_eq!(UnaryOp::Softplus.wgsl_fn(), "u_softplus");
         assert!(
             UnaryOp::Exp.differentiable() && !UnaryOp::GtScalar.differentiable() && !UnaryOp::Fill.differentiable()
@@ -212,5 +224,6 @@ mod tests {
         assert_eq!(UnaryOp::GeScalar.eval(1.0, 1.0), 1.0);
         assert_eq!(BinaryOp::ReluBackward.eval(3.0, -1.0), 0.0);
         assert_eq!(BinaryOp::Maximum.eval(3.0, -1.0), 3.0);
+        assert!(BinaryOp::Keep.eval(f32::INFINITY, 0.0) == 0.0 && BinaryOp::Keep.eval(2.0, 1.0) == 2.0);
     }
 }

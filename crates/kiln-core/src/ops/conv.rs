@@ -208,12 +208,13 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, o: &Conv2dOpti
     let kg = c / g * kernel.0 * kernel.1;
     // [G, O/G, Kg] @ [G, Kg, N * L] = [G, O/G, N * L], i.e. [O, N, L].
     let cols = x.im2col(&d, 0.0)?.reshape(&[g, kg, n * l])?;
-    let y = weight.reshape(&[g, out_c / g, kg])?.matmul(&cols)?.reshape(&[out_c, n, l])?.transpose(0usize, 1usize)?;
+    let y = weight.reshape(&[g, out_c / g, kg])?.matmul(&cols)?.reshape(&[out_c, n * l])?;
+    // The bias added before the transpose, a column broadcast the matmul's stores can take.
     let y = match bias {
-        Some(b) => y.add(&b.reshape(&[1, out_c, 1])?)?,
+        Some(b) => y.add(&b.reshape(&[out_c, 1])?)?,
         None => y,
     };
-    y.reshape(&[n, out_c, d.oh, d.ow])
+    y.reshape(&[out_c, n, l])?.transpose(0usize, 1usize)?.reshape(&[n, out_c, d.oh, d.ow])
 }
 
 /// 1-D convolution (PyTorch's `F.conv1d`): x [N, C, L], weight [O, C / groups, K], bias [O];

@@ -7,7 +7,7 @@ use super::gpu;
 use crate::autograd::Op;
 use crate::cpu;
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::shape::{broadcast_shapes, broadcast_strides, merge_dims};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
@@ -66,18 +66,21 @@ impl Tensor {
         self.mul(&phi)?.mul_scalar(0.5)
     }
 
-    /// `self` where `mask` is 1.0, `other` where it is 0.0 (like `torch.where(mask, self, other)`),
-    /// differentiable in `self` and `other`.
+    /// `self` where `mask` is nonzero, `other` where it is 0.0 (like `torch.where(mask, self,
+    /// other)`), differentiable in `self` and `other`. A select: the values not chosen do not
+    /// leak into the result, infinities and NaNs included.
     pub fn where_(&self, mask: &Tensor, other: &Tensor) -> Result<Tensor> {
-        let keep = self.mul(mask)?;
-        let rest = other.mul(&mask.rsub_scalar(1.0)?)?;
-        keep.add(&rest)
+        self.keep_where(mask)?.add(&other.keep_where(&mask.eq_scalar(0.0)?)?)
     }
 
-    /// `value` where `mask` is 1.0, `self` elsewhere.
+    /// `value` where `mask` is nonzero, `self` elsewhere (mask broadcast to self); `value` may be
+    /// an infinity (attention masks) and the other values pass through exactly.
     pub fn masked_fill(&self, mask: &Tensor, value: f32) -> Result<Tensor> {
-        let fill = Tensor::full(&[], value, self.dev())?;
-        fill.where_(mask, self)
+        if broadcast_shapes("masked_fill", self.shape(), mask.shape()).ok().as_deref() != Some(self.shape()) {
+            return Err(Error::ShapeMismatch { op: "masked_fill", lhs: self.shape().to_vec(), rhs: mask.shape().to_vec() });
+        }
+        let fill = Tensor::full(&[], value, self.dev())?.keep_where(mask)?;
+        self.keep_where(&mask.eq_scalar(0.0)?)?.add(&fill)
     }
 }
 
