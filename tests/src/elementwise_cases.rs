@@ -19,6 +19,17 @@ fn erf_grad(v: f64) -> f64 {
     (-v * v).exp() * std::f64::consts::FRAC_2_SQRT_PI
 }
 
+const GELU_C: f64 = 0.797_884_560_802_865_4; // sqrt(2 / pi)
+
+fn gelu_tanh(v: f64) -> f64 {
+    0.5 * v * (1.0 + (GELU_C * (v + 0.044715 * v.powi(3))).tanh())
+}
+
+fn gelu_tanh_grad(v: f64) -> f64 {
+    let t = (GELU_C * (v + 0.044715 * v.powi(3))).tanh();
+    0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * v * v)
+}
+
 fn check_unary(
     dev: &Device,
     name: &str,
@@ -67,6 +78,47 @@ pub fn unary_cases(dev: &Device) {
             0.5 * (1.0 + libm::erf(v * std::f64::consts::FRAC_1_SQRT_2)) + v * phi
         };
         check_unary(dev, "gelu", shape, 0.0, |x| x.gelu(), gelu, gelu_grad);
+        check_unary(
+            dev,
+            "sin",
+            shape,
+            0.0,
+            |x| x.mul_scalar(4.0)?.sin(),
+            |v| (4.0 * v).sin(),
+            |v| 4.0 * (4.0 * v).cos(),
+        );
+        check_unary(
+            dev,
+            "cos",
+            shape,
+            0.0,
+            |x| x.mul_scalar(4.0)?.cos(),
+            |v| (4.0 * v).cos(),
+            |v| -4.0 * (4.0 * v).sin(),
+        );
+        check_unary(
+            dev,
+            "gelu_tanh",
+            shape,
+            0.0,
+            |x| x.mul_scalar(3.0)?.gelu_tanh(),
+            |v| gelu_tanh(3.0 * v),
+            |v| 3.0 * gelu_tanh_grad(3.0 * v),
+        );
+        check_unary(
+            dev,
+            "silu",
+            shape,
+            0.0,
+            |x| x.mul_scalar(3.0)?.silu(),
+            |v| 3.0 * v * sig(3.0 * v),
+            |v| 3.0 * sig(3.0 * v) * (1.0 + 3.0 * v * (1.0 - sig(3.0 * v))),
+        );
+        let leaky = |v: f64| if v > 0.0 { v } else { 0.1 * v };
+        check_unary(dev, "leaky_relu", shape, 0.0, |x| x.leaky_relu(0.1), leaky, |v| if v > 0.0 { 1.0 } else { 0.1 });
+        let clamp = |v: f64| v.clamp(-0.5, 0.25);
+        let inside = |v: f64| if (-0.5..=0.25).contains(&v) { 1.0 } else { 0.0 };
+        check_unary(dev, "clamp", shape, 0.0, |x| x.clamp(-0.5, 0.25), clamp, inside);
         // Wide inputs: the tails (erf -> +-1) and the switch between the two forms at |x| = 0.5.
         let erf3 = |x: &Tensor| x.mul_scalar(3.0)?.erf();
         check_unary(dev, "erf wide", shape, 0.0, erf3, |v| libm::erf(3.0 * v), |v| 3.0 * erf_grad(3.0 * v));

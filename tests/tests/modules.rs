@@ -59,9 +59,7 @@ fn seq(dev: &Device) -> Result<Sequential> {
 
 /// The fixture script's `cnn()`, layer for layer.
 fn cnn(dev: &Device) -> Result<Sequential> {
-    use kiln::nn::{
-        AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Conv2dOptions, Flatten, GroupNorm, MaxPool2d,
-    };
+    use kiln::nn::{AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Conv2dOptions, Flatten, GroupNorm, MaxPool2d};
     let same = Conv2dOptions { padding: (1, 1), ..Default::default() };
     let grouped = Conv2dOptions { stride: (2, 1), padding: (1, 0), groups: 2, ..Default::default() };
     Ok(Sequential::new()

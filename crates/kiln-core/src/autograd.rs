@@ -28,6 +28,12 @@ pub(crate) enum Op {
     Matmul { a: Tensor, b: Tensor, ta: bool, tb: bool },
     /// y = x with dims d0 and d1 swapped.
     Transpose { x: Tensor, d0: usize, d1: usize },
+    /// y = x with its dims reordered (y dim i is x dim perm[i]).
+    Permute { x: Tensor, perm: Vec<usize> },
+    /// y = elements start.. of x along `dim` (y's size there is the slice's length).
+    Narrow { x: Tensor, dim: usize, start: usize },
+    /// y = the xs joined along `dim`, of lengths `lens` there.
+    Cat { xs: Vec<Tensor>, dim: usize, lens: Vec<usize> },
     /// y = x with another shape (same storage).
     Reshape { x: Tensor },
     /// y = x expanded to a larger shape.
@@ -65,6 +71,9 @@ impl Op {
             Op::Matmul { .. } => "matmul".into(),
             Op::Transpose { .. } => "transpose".into(),
             Op::Reshape { .. } => "reshape".into(),
+            Op::Permute { .. } => "permute".into(),
+            Op::Narrow { .. } => "narrow".into(),
+            Op::Cat { .. } => "cat".into(),
             Op::BroadcastTo { .. } => "broadcast_to".into(),
             Op::Sum { .. } => "sum".into(),
             Op::Max { .. } => "max".into(),
@@ -83,7 +92,10 @@ impl Op {
         match self {
             Op::BatchNorm { x, weight, bias, .. } => vec![x, weight, bias],
             Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
+            Op::Cat { xs, .. } => xs.iter().collect(),
             Op::Unary { x, .. }
+            | Op::Permute { x, .. }
+            | Op::Narrow { x, .. }
             | Op::Transpose { x, .. }
             | Op::Reshape { x }
             | Op::BroadcastTo { x }
@@ -105,7 +117,10 @@ impl Op {
             Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
             Op::Max { x, idx, .. } | Op::MaxPool { x, idx, .. } => vec![x, idx],
             Op::CrossEntropyRows { x, labels, lse, .. } => vec![x, labels, lse],
+            Op::Cat { xs, .. } => xs,
             Op::Unary { x, .. }
+            | Op::Permute { x, .. }
+            | Op::Narrow { x, .. }
             | Op::Transpose { x, .. }
             | Op::Reshape { x }
             | Op::BroadcastTo { x }
@@ -156,6 +171,23 @@ impl Op {
             }
             Op::Transpose { d0, d1, .. } => vec![Some(g.transpose(*d0, *d1)?)],
             Op::Reshape { x } => vec![Some(g.reshape(x.shape())?)],
+            Op::Permute { perm, .. } => {
+                let mut inv = vec![0; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inv[p] = i;
+                }
+                vec![Some(g.permute(&inv)?)]
+            }
+            Op::Narrow { x, dim, start } => vec![Some(g.unnarrow(x.shape(), *dim, *start)?)],
+            Op::Cat { dim, lens, .. } => {
+                let mut start = 0;
+                let mut out = Vec::with_capacity(lens.len());
+                for (i, &len) in lens.iter().enumerate() {
+                    out.push(if need(i) { Some(g.narrow(*dim, start, len)?) } else { None });
+                    start += len;
+                }
+                out
+            }
             Op::BroadcastTo { x } => vec![Some(g.sum_to_shape(x.shape())?)],
             Op::Sum { x, dim, keepdim } => {
                 let g = if *keepdim || x.rank() == 0 { g.clone() } else { g.unsqueeze(*dim)? };

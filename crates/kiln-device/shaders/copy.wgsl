@@ -1,6 +1,7 @@
-// Copy family: gathers a strided view into a contiguous array. Used for transpose, for
-// broadcast_to (stride 0 on the expanded dims) and for making any view contiguous. It moves
-// 32-bit words, so it serves f32 and u32 tensors alike.
+// Copy family: gathers a strided view into a contiguous array (transpose, permute, narrow,
+// broadcast_to with stride 0 on the expanded dims), and the way back, `place`: a contiguous array
+// written into a strided view of a larger one (each input of a cat, a gradient into its slice).
+// It moves 32-bit words, so it serves f32 and u32 tensors alike.
 
 struct Params {
     n: u32,
@@ -54,4 +55,21 @@ fn gather3d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id
     let m = row - o * mid;
     let s = p.offset + o * p.strides[0][0] + m * p.strides[0][1] + col * p.strides[0][2];
     dst[row * cols + col] = src[s];
+}
+
+// The inverse of gather3d: src contiguous [outer, mid, cols] written to
+// dst[offset + o * s0 + m * s1 + col * s2]; the rest of dst is left as it is.
+@compute @workgroup_size(256)
+fn place3d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let mid = p.shape[0][1];
+    let cols = p.shape[0][2];
+    let col = gid.x;
+    let row = wid.y + wid.z * nwg.y;
+    if (col >= cols || row >= p.shape[0][0] * mid) {
+        return;
+    }
+    let o = row / mid;
+    let m = row - o * mid;
+    dst[p.offset + o * p.strides[0][0] + m * p.strides[0][1] + col * p.strides[0][2]] = src[row * cols + col];
 }

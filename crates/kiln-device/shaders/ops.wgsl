@@ -45,6 +45,8 @@ fn u_ge_scalar(v: f32, a: f32) -> f32 { return select(0.0, 1.0, v >= a); }
 fn u_le_scalar(v: f32, a: f32) -> f32 { return select(0.0, 1.0, v <= a); }
 fn u_eq_scalar(v: f32, a: f32) -> f32 { return select(0.0, 1.0, v == a); }
 fn u_abs(v: f32, a: f32) -> f32 { return abs(v); }
+fn u_sin(v: f32, a: f32) -> f32 { return sin(v); }
+fn u_cos(v: f32, a: f32) -> f32 { return cos(v); }
 fn u_rsub_scalar(v: f32, a: f32) -> f32 { return a - v; }
 // fill: v is ignored.
 fn u_fill(v: f32, a: f32) -> f32 { return a; }

@@ -70,6 +70,10 @@ macro_rules! unary_ops {
             /// The error function erf(x) = 2/sqrt(pi) * integral from 0 to x of e^(-t^2) dt.
             Erf: "u_erf", |v, _a| libm::erff(v), [erf],
                 [|g, x, _y, _a| g.mul(&x.mul(x)?.neg()?.exp()?.mul_scalar(core::f32::consts::FRAC_2_SQRT_PI)?)];
+            /// Sine.
+            Sin: "u_sin", |v, _a| v.sin(), [sin], [|g, x, _y, _a| g.mul(&x.cos()?)];
+            /// Cosine.
+            Cos: "u_cos", |v, _a| v.cos(), [cos], [|g, x, _y, _a| g.mul(&x.sin()?.neg()?)];
         }
     };
 }

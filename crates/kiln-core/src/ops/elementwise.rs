@@ -66,6 +66,40 @@ impl Tensor {
         self.mul(&phi)?.mul_scalar(0.5)
     }
 
+    /// GELU with PyTorch's tanh approximation (`approximate='tanh'`):
+    /// x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))). A composite.
+    pub fn gelu_tanh(&self) -> Result<Tensor> {
+        let c = (2.0 / std::f32::consts::PI).sqrt();
+        let inner = self.mul(self)?.mul(self)?.mul_scalar(0.044715)?.add(self)?.mul_scalar(c)?;
+        self.mul(&inner.tanh()?.add_scalar(1.0)?)?.mul_scalar(0.5)
+    }
+
+    /// SiLU (swish): x * sigmoid(x). A composite.
+    pub fn silu(&self) -> Result<Tensor> {
+        self.mul(&self.sigmoid()?)
+    }
+
+    /// Leaky ReLU: x where x > 0, else `slope * x` (the gradient is `slope` at 0, as in PyTorch).
+    pub fn leaky_relu(&self, slope: f32) -> Result<Tensor> {
+        let pos = self.gt_scalar(0.0)?;
+        self.keep_where(&pos)?.add(&self.mul_scalar(slope)?.keep_where(&pos.eq_scalar(0.0)?)?)
+    }
+
+    /// Each value limited to [min, max] (PyTorch's `clamp`; pass an infinity for no bound): the
+    /// bounds exactly, the gradient 1 inside and on the bounds, 0 outside. An error if
+    /// min > max or either is NaN.
+    pub fn clamp(&self, min: f32, max: f32) -> Result<Tensor> {
+        if min.is_nan() || max.is_nan() || min > max {
+            return Err(Error::invalid("clamp", format!("needs min <= max, got min {min} and max {max}")));
+        }
+        let below = self.lt_scalar(min)?;
+        let above = self.gt_scalar(max)?;
+        let inside = below.add(&above)?.eq_scalar(0.0)?;
+        let lo = Tensor::full(&[], min, self.dev())?.keep_where(&below)?;
+        let hi = Tensor::full(&[], max, self.dev())?.keep_where(&above)?;
+        self.keep_where(&inside)?.add(&lo)?.add(&hi)
+    }
+
     /// `self` where `mask` is nonzero, `other` where it is 0.0 (like `torch.where(mask, self,
     /// other)`), differentiable in `self` and `other`. A select: the values not chosen do not
     /// leak into the result, infinities and NaNs included.
@@ -77,7 +111,11 @@ impl Tensor {
     /// an infinity (attention masks) and the other values pass through exactly.
     pub fn masked_fill(&self, mask: &Tensor, value: f32) -> Result<Tensor> {
         if broadcast_shapes("masked_fill", self.shape(), mask.shape()).ok().as_deref() != Some(self.shape()) {
-            return Err(Error::ShapeMismatch { op: "masked_fill", lhs: self.shape().to_vec(), rhs: mask.shape().to_vec() });
+            return Err(Error::ShapeMismatch {
+                op: "masked_fill",
+                lhs: self.shape().to_vec(),
+                rhs: mask.shape().to_vec(),
+            });
         }
         let fill = Tensor::full(&[], value, self.dev())?.keep_where(mask)?;
         self.keep_where(&mask.eq_scalar(0.0)?)?.add(&fill)

@@ -14,7 +14,7 @@ use crate::tensor::Tensor;
 
 impl Tensor {
     /// Gathers a strided view of this tensor's storage into new contiguous storage.
-    fn gather_view(&self, shape: &[usize], strides: &[usize]) -> Result<Storage> {
+    pub(crate) fn gather_view(&self, shape: &[usize], strides: &[usize]) -> Result<Storage> {
         if self.dtype() == DType::I64 {
             return Err(Error::invalid(
                 "transpose/broadcast_to",

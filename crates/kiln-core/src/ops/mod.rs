@@ -2,10 +2,13 @@
 //! and recording of the autograd `Op`. One file per family: elementwise (unary, binary,
 //! scalar forms, masks), layout (reshape, transpose, broadcast), linalg (matmul), reduce (sum,
 //! mean, max, argmax, softmax), loss (fused softmax cross-entropy), conv (convolution and
-//! pooling on im2col), norm (batch normalisation as one node).
+//! pooling on im2col), norm (batch normalisation as one node), join (cat, stack, narrow,
+//! chunk, split, permute), index (index_select, gather, tril, triu, arange).
 
 pub(crate) mod conv;
 mod elementwise;
+mod index;
+mod join;
 pub(crate) mod layout;
 mod linalg;
 mod loss;

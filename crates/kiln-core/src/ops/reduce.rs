@@ -101,6 +101,29 @@ impl Tensor {
         Ok(self.max_with_index("argmax", d, false)?.1)
     }
 
+    /// Minimum over `dim` (the gradient goes to the first minimal element).
+    pub fn min(&self, dim: impl Dim, keepdim: bool) -> Result<Tensor> {
+        let d = dim.resolve("min", self.shape())?;
+        self.neg()?.max(d, keepdim)?.neg()
+    }
+
+    /// Index (U32) of the minimum over `dim`, the dim removed; first occurrence on ties.
+    pub fn argmin(&self, dim: impl Dim) -> Result<Tensor> {
+        let d = dim.resolve("argmin", self.shape())?;
+        self.neg()?.argmax(d)
+    }
+
+    /// Variance over `dim`: the mean squared deviation, divided by n - 1 instead of n when
+    /// `unbiased` (PyTorch's default; NaN for one element, as PyTorch). Differentiable.
+    pub fn var(&self, dim: impl Dim, keepdim: bool, unbiased: bool) -> Result<Tensor> {
+        let d = dim.resolve("var", self.shape())?;
+        let n = if self.rank() == 0 { 1 } else { self.shape()[d] };
+        let dev = self.sub(&self.mean(d, true)?)?;
+        let ss = dev.mul(&dev)?.sum(d, keepdim)?;
+        let denom = if unbiased { n as f32 - 1.0 } else { n as f32 };
+        if denom <= 0.0 { ss.mul_scalar(f32::NAN) } else { ss.div_scalar(denom) }
+    }
+
     fn softmax_op(&self, op: &'static str, dim: impl Dim, log: bool) -> Result<Tensor> {
         self.expect_dtype(op, DType::F32)?;
         let d = dim.resolve(op, self.shape())?;

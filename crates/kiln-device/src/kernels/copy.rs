@@ -1,8 +1,9 @@
-//! Launcher of `copy.wgsl`: a strided view gathered into a contiguous buffer.
+//! Launchers of `copy.wgsl`: a strided view gathered into a contiguous buffer, and a contiguous
+//! buffer placed into a strided view of another.
 
 use super::{MAX_DIMS, StridedParams, pack_dims, u32_of};
 use crate::device::GpuDevice;
-use crate::error::DeviceResult;
+use crate::error::{DeviceError, DeviceResult};
 use crate::pool::GpuBuffer;
 use crate::recorder::{grid_rows, grid_threads};
 use crate::wgsl::Family;
@@ -41,4 +42,43 @@ pub fn gather(
     };
     dev.record(&pipe, &[src.raw(), out.raw()], bytemuck::bytes_of(&params), groups)?;
     Ok(out)
+}
+
+/// Writes the contiguous `src` (`shape`, at most 3 dims) into `dst` at element `offset` with
+/// element `strides` (the view must lie inside `dst` and its elements must not overlap); the
+/// rest of `dst` keeps its contents. Works on any 32-bit element type.
+pub fn place(
+    dev: &GpuDevice,
+    src: &GpuBuffer,
+    dst: &GpuBuffer,
+    shape: &[usize],
+    strides: &[usize],
+    offset: usize,
+) -> DeviceResult<()> {
+    let n: usize = shape.iter().product();
+    if n == 0 {
+        return Ok(());
+    }
+    let pad = 3usize
+        .checked_sub(shape.len())
+        .ok_or_else(|| DeviceError::Launch { op: "place", msg: format!("at most 3 dims, got {shape:?}") })?;
+    let shape: Vec<usize> = std::iter::repeat_n(1, pad).chain(shape.iter().copied()).collect();
+    let strides: Vec<usize> = std::iter::repeat_n(0, pad).chain(strides.iter().copied()).collect();
+    let last = offset + shape.iter().zip(&strides).map(|(d, s)| (d - 1) * s).sum::<usize>();
+    if (last as u64 + 1) * 4 > dst.raw().size() {
+        return Err(DeviceError::Launch { op: "place", msg: format!("view {shape:?} at {offset} exceeds the buffer") });
+    }
+    let groups = grid_rows(dev.cx(), shape[0] * shape[1], shape[2])
+        .ok_or_else(|| DeviceError::Launch { op: "place", msg: format!("grid for {shape:?}") })?;
+    let params = StridedParams {
+        n: u32_of("place", n)?,
+        rank: 3,
+        offset: u32_of("place", offset)?,
+        pad0: 0,
+        shape: pack_dims("place", &shape)?,
+        s1: pack_dims("place", &strides)?,
+        s2: [0; MAX_DIMS],
+    };
+    let pipe = dev.cx().pipeline(Family::Copy, "place3d", &[])?;
+    dev.record(&pipe, &[src.raw(), dst.raw()], bytemuck::bytes_of(&params), groups)
 }

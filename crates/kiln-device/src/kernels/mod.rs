@@ -22,7 +22,7 @@ mod stats;
 mod unary;
 
 pub use binary::binary;
-pub use copy::gather;
+pub use copy::{gather, place};
 pub use im2col::{Im2colDesc, col2im, im2col, max_pool, max_pool_backward};
 pub use index::index_mask;
 pub use loss::{cross_entropy_backward, cross_entropy_rows};
