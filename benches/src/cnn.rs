@@ -24,24 +24,41 @@ fn model(dev: &Device) -> Result<Sequential> {
     Ok(block(s, 64, 128)?.push(AdaptiveAvgPool2d::new((1, 1))).push(Flatten::new()).push(Linear::new(128, 10, dev)?))
 }
 
-/// 3 warm-up steps (the first one's loss is `loss0`), a sync, `steps` timed steps ending with the
-/// read-back of the last loss.
-pub fn cnn_step(dev: &Device, steps: usize) -> Result<Vec<String>> {
+/// The workload's model, data and optimizer, as a closure running one step.
+fn cnn_stepper(dev: &Device, batch: usize) -> Result<impl FnMut() -> Result<Tensor>> {
     kiln::manual_seed(0);
-    let batch = 64;
     let net = model(dev)?;
     let cfg = SgdConfig { lr: 0.01, momentum: 0.9, ..Default::default() };
     let mut opt = Sgd::new(net.named_parameters(), cfg)?;
     let x = Tensor::rand(&[batch, 3, 32, 32], dev)?;
     let labels: Vec<u32> = (0..batch).map(|i| ((i * 7919) % 10) as u32).collect();
     let y = Tensor::from_labels(&labels, dev)?;
-    let mut step = || -> Result<Tensor> {
+    Ok(move || -> Result<Tensor> {
         opt.zero_grad();
         let loss = cross_entropy(&net.forward(&x)?, &y)?;
         loss.backward()?;
         opt.step()?;
         Ok(loss)
-    };
+    })
+}
+
+/// `cnn_step` run for `steps` steps, the pool and RSS reported as `memory` does, next to the
+/// minimum: parameters with their gradients and momentum, the input, and the activations the
+/// backward needs (each conv, BatchNorm and ReLU output, each pool output).
+pub fn cnn_memory(dev: &Device, steps: usize) -> Result<Vec<String>> {
+    let batch = 64;
+    let step = cnn_stepper(dev, batch)?;
+    let params: usize = [(3, 32), (32, 64), (64, 128)].iter().map(|(i, o)| o * i * 9 + o + 2 * o).sum::<usize>() + 1290;
+    // Per sample: the input, then per block three maps (conv, BN, ReLU) and the pooled one.
+    let acts = batch * (3 * 1024 + 3 * 32 * 1024 + 32 * 256 + 3 * 64 * 256 + 64 * 64 + 3 * 128 * 64 + 128 + 10);
+    crate::memory_of("cnn_memory", dev, step, (3 * params + acts) * 4, steps)
+}
+
+/// 3 warm-up steps (the first one's loss is `loss0`), a sync, `steps` timed steps ending with the
+/// read-back of the last loss.
+pub fn cnn_step(dev: &Device, steps: usize) -> Result<Vec<String>> {
+    let batch = 64;
+    let mut step = cnn_stepper(dev, batch)?;
     let loss0 = step()?.item()?;
     for _ in 0..2 {
         step()?;

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 mod cnn;
-pub use cnn::{cnn_parts, cnn_step};
+pub use cnn::{cnn_memory, cnn_parts, cnn_step};
 
 use kiln::nn::functional::cross_entropy;
 use kiln::nn::{Forward, Linear, ReLU, Sequential};
@@ -134,10 +134,23 @@ pub fn rss_bytes() -> u64 {
 /// warm-up and every `steps / 4` steps, next to the theoretical minimum (parameters, gradients,
 /// Adam moments, activations).
 pub fn memory(dev: &Device, batch: usize, steps: usize) -> Result<Vec<String>> {
-    let mut step = mlp_stepper(dev, batch)?;
+    let step = mlp_stepper(dev, batch)?;
     let params = 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10;
     let acts = batch * (784 + 2 * 512 + 2 * 512 + 10);
-    let min_mib = ((4 * params + acts) * 4) as f64 / (1 << 20) as f64;
+    memory_of("memory", dev, step, (4 * params + acts) * 4, steps)
+}
+
+/// Runs `step` `steps` times and reports the pool (live + cached, peak) and the host RSS after a
+/// warm-up of 50 steps and every `steps / 4` steps, as `workload=<name>` lines with the
+/// minimum (`min_bytes`: what the step must hold) next to them.
+pub fn memory_of(
+    name: &str,
+    dev: &Device,
+    mut step: impl FnMut() -> Result<Tensor>,
+    min_bytes: usize,
+    steps: usize,
+) -> Result<Vec<String>> {
+    let min_mib = min_bytes as f64 / (1 << 20) as f64;
     let mut out = Vec::new();
     let report = |at: usize, out: &mut Vec<String>| {
         let (live, peak) = dev
@@ -149,7 +162,7 @@ pub fn memory(dev: &Device, batch: usize, steps: usize) -> Result<Vec<String>> {
             .unwrap_or((0, 0));
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         out.push(format!(
-            "workload=memory impl={} step={at} pool_mib={:.1} pool_peak_mib={:.1} rss_mib={:.1} minimum_mib={min_mib:.1}",
+            "workload={name} impl={} step={at} pool_mib={:.1} pool_peak_mib={:.1} rss_mib={:.1} minimum_mib={min_mib:.1}",
             impl_name(dev),
             mib(live),
             mib(peak),

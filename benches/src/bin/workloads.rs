@@ -46,6 +46,7 @@ fn main() {
             "digits" => kiln_benches::digits(&dev),
             "mlp_shapes" => kiln_benches::mlp_shapes(&dev),
             "memory" => kiln_benches::memory(&dev, batch, steps),
+            "cnn_memory" => kiln_benches::cnn_memory(&dev, steps),
             _ => unreachable!(),
         }
     };
@@ -59,6 +60,7 @@ fn main() {
         "digits" => vec!["digits"],
         "mlp_shapes" => vec!["mlp_shapes"],
         "memory" => vec!["memory"],
+        "cnn_memory" => vec!["cnn_memory"],
         other => {
             eprintln!("unknown workload {other:?}: use matmul, mlp_step, small_ops, digits, cnn_step or all");
             std::process::exit(2);

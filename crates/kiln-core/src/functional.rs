@@ -1,9 +1,10 @@
 //! Stateless functions (`kiln::nn::functional` re-exports them): convolution and pooling
-//! (`ops/conv.rs`), and the losses, reduced like PyTorch's defaults.
+//! (`ops/conv.rs`), layer and RMS normalisation (`ops/norm.rs`), and the losses, reduced like PyTorch's defaults.
 //! Cross-entropy is one fused primitive (per-row loss and its softmax gradient); the others are
 //! composed from primitives.
 
 pub use crate::ops::conv::{Conv1dOptions, Conv2dOptions, adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d};
+pub use crate::ops::norm::{layer_norm, rms_norm};
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};

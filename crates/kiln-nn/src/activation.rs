@@ -42,6 +42,12 @@ activation!(
     gelu
 );
 
+activation!(
+    /// x * sigmoid(x), elementwise (PyTorch's `nn.SiLU`, also called swish).
+    SiLU,
+    silu
+);
+
 /// Returns its input (PyTorch's `nn.Identity`): a placeholder, e.g. for a removed head.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, kiln_derive::Module)]
 #[module(crate = "kiln_core")]

@@ -12,7 +12,7 @@ mod join;
 pub(crate) mod layout;
 mod linalg;
 mod loss;
-mod norm;
+pub(crate) mod norm;
 mod reduce;
 
 use kiln_device::GpuDevice;

@@ -111,3 +111,71 @@ impl Tensor {
         Ok([gx, gw, gb])
     }
 }
+
+/// The rows of `x` over its trailing dims `normalized`, checked against `op`'s parameters:
+/// (rows, elements per row).
+fn trailing_rows(
+    op: &'static str,
+    x: &Tensor,
+    normalized: &[usize],
+    params: &[Option<&Tensor>],
+) -> Result<(usize, usize)> {
+    x.expect_dtype(op, DType::F32)?;
+    let r = x.rank();
+    if normalized.is_empty() || normalized.len() > r || x.shape()[r - normalized.len()..] != *normalized {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "normalized_shape {normalized:?} must be the trailing dims of the input, got shape {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    for p in params.iter().flatten() {
+        p.expect_dtype(op, DType::F32)?;
+        x.same_device(op, p)?;
+        if p.shape() != normalized {
+            return Err(Error::ShapeMismatch { op, lhs: normalized.to_vec(), rhs: p.shape().to_vec() });
+        }
+    }
+    let n: usize = normalized.iter().product();
+    Ok((x.numel() / n.max(1), n))
+}
+
+/// Layer normalisation (PyTorch's `F.layer_norm`): each row of the trailing dims
+/// `normalized_shape` to mean 0 and variance 1 (biased, + eps), then times `weight` and plus
+/// `bias` (both shaped `normalized_shape`) where given. Differentiable in all three.
+pub fn layer_norm(
+    x: &Tensor,
+    normalized_shape: &[usize],
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f32,
+) -> Result<Tensor> {
+    let (rows, n) = trailing_rows("layer_norm", x, normalized_shape, &[weight, bias])?;
+    let x2 = x.reshape(&[rows, n])?;
+    let d = x2.sub(&x2.mean(1usize, true)?)?;
+    let var = d.mul(&d)?.mean(1usize, true)?;
+    let mut y = d.mul(&var.add_scalar(eps)?.powf(-0.5)?)?;
+    if let Some(w) = weight {
+        y = y.mul(&w.reshape(&[1, n])?)?;
+    }
+    if let Some(b) = bias {
+        y = y.add(&b.reshape(&[1, n])?)?;
+    }
+    y.reshape(x.shape())
+}
+
+/// RMS normalisation (PyTorch's `F.rms_norm`): each row of the trailing dims divided by
+/// sqrt(mean(x^2) + eps), times `weight` where given; `eps` None is f32's machine epsilon, as
+/// PyTorch. Differentiable.
+pub fn rms_norm(x: &Tensor, normalized_shape: &[usize], weight: Option<&Tensor>, eps: Option<f32>) -> Result<Tensor> {
+    let (rows, n) = trailing_rows("rms_norm", x, normalized_shape, &[weight])?;
+    let x2 = x.reshape(&[rows, n])?;
+    let ms = x2.mul(&x2)?.mean(1usize, true)?;
+    let mut y = x2.mul(&ms.add_scalar(eps.unwrap_or(f32::EPSILON))?.powf(-0.5)?)?;
+    if let Some(w) = weight {
+        y = y.mul(&w.reshape(&[1, n])?)?;
+    }
+    y.reshape(x.shape())
+}
