@@ -34,6 +34,17 @@ pub(crate) enum Op {
     Narrow { x: Tensor, dim: usize, start: usize },
     /// y = the xs joined along `dim`, of lengths `lens` there.
     Cat { xs: Vec<Tensor>, dim: usize, lens: Vec<usize> },
+    /// y = the fused scaled dot-product attention of q, k, v (GPU), with the output and the
+    /// rows' log-normalisers saved for the backward (which recomputes the scores).
+    Attention {
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Option<Tensor>,
+        desc: kiln_device::kernels::AttentionDesc,
+        out: Tensor,
+        lse: Tensor,
+    },
     /// y = x with another shape (same storage).
     Reshape { x: Tensor },
     /// y = x expanded to a larger shape.
@@ -74,6 +85,7 @@ impl Op {
             Op::Permute { .. } => "permute".into(),
             Op::Narrow { .. } => "narrow".into(),
             Op::Cat { .. } => "cat".into(),
+            Op::Attention { .. } => "scaled_dot_product_attention".into(),
             Op::BroadcastTo { .. } => "broadcast_to".into(),
             Op::Sum { .. } => "sum".into(),
             Op::Max { .. } => "max".into(),
@@ -93,6 +105,7 @@ impl Op {
             Op::BatchNorm { x, weight, bias, .. } => vec![x, weight, bias],
             Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
             Op::Cat { xs, .. } => xs.iter().collect(),
+            Op::Attention { q, k, v, .. } => vec![q, k, v],
             Op::Unary { x, .. }
             | Op::Permute { x, .. }
             | Op::Narrow { x, .. }
@@ -118,6 +131,11 @@ impl Op {
             Op::Max { x, idx, .. } | Op::MaxPool { x, idx, .. } => vec![x, idx],
             Op::CrossEntropyRows { x, labels, lse, .. } => vec![x, labels, lse],
             Op::Cat { xs, .. } => xs,
+            Op::Attention { q, k, v, mask, out, lse, .. } => {
+                let mut all = vec![q, k, v, out, lse];
+                all.extend(mask);
+                all
+            }
             Op::Unary { x, .. }
             | Op::Permute { x, .. }
             | Op::Narrow { x, .. }
@@ -179,6 +197,10 @@ impl Op {
                 vec![Some(g.permute(&inv)?)]
             }
             Op::Narrow { x, dim, start } => vec![Some(g.unnarrow(x.shape(), *dim, *start)?)],
+            Op::Attention { q, k, v, mask, desc, out, lse } => {
+                let [dq, dk, dv] = Tensor::attention_backward(g, q, k, v, mask.as_ref(), desc, out, lse)?;
+                vec![Some(dq), Some(dk), Some(dv)]
+            }
             Op::Cat { dim, lens, .. } => {
                 let mut start = 0;
                 let mut out = Vec::with_capacity(lens.len());

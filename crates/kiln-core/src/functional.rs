@@ -3,6 +3,7 @@
 //! Cross-entropy is one fused primitive (per-row loss and its softmax gradient); the others are
 //! composed from primitives.
 
+pub use crate::ops::attention::scaled_dot_product_attention;
 pub use crate::ops::conv::{Conv1dOptions, Conv2dOptions, adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d};
 pub use crate::ops::norm::{layer_norm, rms_norm};
 

@@ -64,12 +64,12 @@ pub mod prelude {
 /// `Dropout`), the `Forward` trait, initialisers, losses.
 pub mod nn {
     pub use kiln_nn::*;
-    /// Stateless functions: convolution, pooling, normalisation, losses.
+    /// Stateless functions: convolution, pooling, normalisation, attention, losses.
     pub mod functional {
         pub use kiln_core::functional::{
             Conv1dOptions, Conv2dOptions, LossOptions, Reduction, adaptive_avg_pool2d, avg_pool2d,
             binary_cross_entropy_with_logits, conv1d, conv2d, cross_entropy, cross_entropy_with, l1_loss, layer_norm,
-            max_pool2d, mse_loss, nll_loss, nll_loss_with, rms_norm,
+            max_pool2d, mse_loss, nll_loss, nll_loss_with, rms_norm, scaled_dot_product_attention,
         };
     }
 }

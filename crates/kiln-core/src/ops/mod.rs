@@ -3,8 +3,10 @@
 //! scalar forms, masks), layout (reshape, transpose, broadcast), linalg (matmul), reduce (sum,
 //! mean, max, argmax, softmax), loss (fused softmax cross-entropy), conv (convolution and
 //! pooling on im2col), norm (batch normalisation as one node), join (cat, stack, narrow,
-//! chunk, split, permute), index (index_select, gather, tril, triu, arange).
+//! chunk, split, permute), index (index_select, gather, tril, triu, arange), attention (fused
+//! scaled dot-product attention).
 
+pub(crate) mod attention;
 pub(crate) mod conv;
 mod elementwise;
 mod index;

@@ -8,6 +8,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{DeviceError, DeviceResult};
 
+mod attention;
 mod binary;
 mod copy;
 mod im2col;
@@ -21,6 +22,7 @@ mod softmax;
 mod stats;
 mod unary;
 
+pub use attention::{ATTENTION_MAX_HEAD_DIM, AttentionDesc, attention_backward, attention_forward};
 pub use binary::binary;
 pub use copy::{gather, place};
 pub use im2col::{Im2colDesc, col2im, im2col, max_pool, max_pool_backward};

@@ -110,11 +110,14 @@ pub enum Family {
     Pool,
     /// `norm.wgsl`: per-channel sums for batch normalisation.
     Norm,
+    /// `attention.wgsl`: fused scaled dot-product attention, forward and backward.
+    Attention,
 }
 
 impl Family {
     /// Every family, for validation tests.
-    pub const ALL: [Family; 13] = [
+    pub const ALL: [Family; 14] = [
+        Family::Attention,
         Family::Norm,
         Family::Im2col,
         Family::Pool,
@@ -148,6 +151,7 @@ impl Family {
             Family::Loss => include_str!("../../shaders/loss.wgsl"),
             Family::Stats => include_str!("../../shaders/stats.wgsl"),
             Family::Norm => include_str!("../../shaders/norm.wgsl"),
+            Family::Attention => include_str!("../../shaders/attention.wgsl"),
             Family::Im2col => {
                 concat!(include_str!("../../shaders/window.wgsl"), include_str!("../../shaders/im2col.wgsl"))
             }
@@ -169,6 +173,7 @@ impl Family {
             Family::Loss => "loss.wgsl",
             Family::Stats => "stats.wgsl",
             Family::Norm => "norm.wgsl",
+            Family::Attention => "attention.wgsl",
             Family::Im2col => "im2col.wgsl",
             Family::Pool => "pool.wgsl",
         }
@@ -184,6 +189,7 @@ impl Family {
             Family::Reduce => (1, 2),
             Family::Optim => (2, 4),
             Family::Norm => (3, 1),
+            Family::Attention => (6, 2),
             Family::Loss => (4, 2),
         }
     }
