@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
+mod attention;
 mod cnn;
+pub use attention::attention;
 pub use cnn::{cnn_memory, cnn_parts, cnn_step};
 
 use kiln::nn::functional::cross_entropy;

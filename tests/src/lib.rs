@@ -128,9 +128,23 @@ pub fn check_matmul(dev: &Device, sa: &[usize], sb: &[usize], rtol: f64) {
     let y = a.matmul(&b).unwrap();
     let (m, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
     let n = sb[sb.len() - 1];
-    let ba = if sa.len() == 3 { sa[0] } else { 1 };
-    let bb = if sb.len() == 3 { sb[0] } else { 1 };
-    let batch = ba.max(bb);
+    // The batch dims broadcast (right-aligned, size 1 stretches); z walks them row-major and
+    // za / zb are the matching batch indices of a and b.
+    let (la, lb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
+    let r = la.len().max(lb.len());
+    let pad = |l: &[usize]| -> Vec<usize> { std::iter::repeat_n(1, r - l.len()).chain(l.iter().copied()).collect() };
+    let (pa, pb) = (pad(la), pad(lb));
+    let full: Vec<usize> = pa.iter().zip(&pb).map(|(&x, &y)| x.max(y)).collect();
+    let batch: usize = full.iter().product();
+    let index = |own: &[usize], z: usize| -> usize {
+        let mut rest = z;
+        let mut coords = vec![0; r];
+        for d in (0..r).rev() {
+            coords[d] = rest % full[d];
+            rest /= full[d];
+        }
+        coords.iter().zip(own).fold(0, |acc, (&c, &sz)| acc * sz + if sz == 1 { 0 } else { c })
+    };
     let (av, bv) = (f64s(&a.to_vec().unwrap()), f64s(&b.to_vec().unwrap()));
     let (loss, w) = weighted_sum(&y, 23);
     loss.backward().unwrap();
@@ -138,7 +152,7 @@ pub fn check_matmul(dev: &Device, sa: &[usize], sb: &[usize], rtol: f64) {
     let mut ga = vec![0.0; av.len()];
     let mut gb = vec![0.0; bv.len()];
     for z in 0..batch {
-        let (za, zb) = (if ba == 1 { 0 } else { z }, if bb == 1 { 0 } else { z });
+        let (za, zb) = (index(&pa, z), index(&pb, z));
         let a_z = &av[za * m * k..(za + 1) * m * k];
         let b_z = &bv[zb * k * n..(zb + 1) * k * n];
         want.extend(mm(a_z, b_z, m, k, n));

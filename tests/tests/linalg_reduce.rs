@@ -28,6 +28,14 @@ device_test!(matmul_batched_and_broadcast, |dev| {
     check_matmul(dev, &[1, 5, 3], &[4, 3, 2], 1e-5);
     check_matmul(dev, &[4, 5, 3], &[1, 3, 2], 1e-5);
     check_matmul(dev, &[5, 3], &[4, 3, 2], 1e-5);
+    // More batch dims (attention's [B, H, L, D]), broadcast as PyTorch does.
+    check_matmul(dev, &[2, 3, 9, 5], &[2, 3, 5, 7], 1e-5);
+    check_matmul(dev, &[2, 1, 9, 5], &[3, 5, 7], 1e-5);
+    check_matmul(dev, &[9, 5], &[2, 3, 5, 7], 1e-5);
+    check_matmul(dev, &[2, 3, 9, 5], &[5, 7], 1e-5);
+    check_matmul(dev, &[1, 1, 9, 5], &[2, 3, 5, 7], 1e-5);
+    assert!(tensor(&[2, 3, 4, 5], 1, dev, false).matmul(&tensor(&[3, 2, 5, 6], 2, dev, false)).is_err());
+    assert!(tensor(&[2, 3, 4, 5], 1, dev, false).matmul(&tensor(&[2, 3, 4, 6], 2, dev, false)).is_err());
     // An empty batch broadcast against a single matrix stays empty (it once read past an empty
     // buffer on the CPU; found by no_panic.rs).
     for (sa, sb) in [(&[1usize, 1][..], &[0usize, 1, 1][..]), (&[0, 4, 1], &[1, 4])] {

@@ -47,6 +47,7 @@ fn main() {
             "mlp_shapes" => kiln_benches::mlp_shapes(&dev),
             "memory" => kiln_benches::memory(&dev, batch, steps),
             "cnn_memory" => kiln_benches::cnn_memory(&dev, steps),
+            "attention" => kiln_benches::attention(&dev),
             _ => unreachable!(),
         }
     };
@@ -61,6 +62,7 @@ fn main() {
         "mlp_shapes" => vec!["mlp_shapes"],
         "memory" => vec!["memory"],
         "cnn_memory" => vec!["cnn_memory"],
+        "attention" => vec!["attention"],
         other => {
             eprintln!("unknown workload {other:?}: use matmul, mlp_step, small_ops, digits, cnn_step or all");
             std::process::exit(2);

@@ -17,18 +17,17 @@ impl Tensor {
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
         for t in [self, other] {
             t.expect_dtype("matmul", DType::F32)?;
-            if !(2..=3).contains(&t.rank()) {
+            if t.rank() < 2 {
                 return Err(Error::invalid(
                     "matmul",
-                    format!(
-                        "supports 2-D and batched 3-D operands, got shapes {:?} and {:?}",
-                        self.shape(),
-                        other.shape()
-                    ),
+                    format!("needs operands of 2 or more dims, got shapes {:?} and {:?}", self.shape(), other.shape()),
                 ));
             }
         }
         self.same_device("matmul", other)?;
+        if self.rank() > 3 || other.rank() > 3 || (self.rank() == 2 && other.rank() == 3) {
+            return self.matmul_batched(other);
+        }
         if self.rank() == 3 && other.rank() == 2 {
             // [B,M,K]@[K,N] is one [B*M,K]@[K,N] product.
             let (b, m, k) = (self.shape()[0], self.shape()[1], self.shape()[2]);
@@ -37,6 +36,37 @@ impl Tensor {
             return out.reshape(&[b, m, n]);
         }
         self.matmul_op(other, false, false)
+    }
+
+    /// [..batch, M, K] @ [..batch, K, N] with the batch dims broadcast (PyTorch's rule): both
+    /// sides flattened to one batch dim (a side whose batch is all ones is read with batch
+    /// stride 0; other broadcasts are expanded first).
+    fn matmul_batched(&self, other: &Tensor) -> Result<Tensor> {
+        let (ra, rb) = (self.rank(), other.rank());
+        let (ba, bb) = (&self.shape()[..ra - 2], &other.shape()[..rb - 2]);
+        let batch = crate::shape::broadcast_shapes("matmul", ba, bb)?;
+        let (m, k, n) = (self.shape()[ra - 2], self.shape()[ra - 1], other.shape()[rb - 1]);
+        if other.shape()[rb - 2] != k {
+            return Err(Error::ShapeMismatch { op: "matmul", lhs: self.shape().to_vec(), rhs: other.shape().to_vec() });
+        }
+        let nb: usize = batch.iter().product();
+        let flat = |t: &Tensor, own: &[usize], rows: usize, cols: usize| -> Result<Tensor> {
+            if own.iter().product::<usize>() == 1 {
+                return t.reshape(&[1, rows, cols]);
+            }
+            let t = if own == batch.as_slice() {
+                t.clone()
+            } else {
+                let mut full = batch.clone();
+                full.extend([rows, cols]);
+                t.broadcast_to(&full)?
+            };
+            t.reshape(&[nb, rows, cols])
+        };
+        let y = flat(self, ba, m, k)?.matmul_op(&flat(other, bb, k, n)?, false, false)?;
+        let mut shape = batch;
+        shape.extend([m, n]);
+        y.reshape(&shape)
     }
 
     fn matmul_op(&self, other: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
