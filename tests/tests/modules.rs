@@ -76,6 +76,24 @@ fn cnn(dev: &Device) -> Result<Sequential> {
         .push(Linear::new(12, 5, dev)?))
 }
 
+/// The fixture script's TransformerEncoderLayers (dropout 0): post-norm ReLU, pre-norm GELU.
+fn encoder(dev: &Device, pre: bool) -> Result<kiln::nn::TransformerEncoderLayer> {
+    use kiln::nn::{Activation, TransformerEncoderLayer, TransformerOptions};
+    let o = TransformerOptions {
+        dropout: 0.0,
+        activation: if pre { Activation::Gelu } else { Activation::Relu },
+        norm_first: pre,
+        ..Default::default()
+    };
+    TransformerEncoderLayer::with_options(16, 4, if pre { 24 } else { 32 }, o, dev)
+}
+
+/// The fixture script's `CausalMha`.
+#[derive(Module)]
+struct CausalMha {
+    attn: kiln::nn::MultiheadAttention,
+}
+
 /// The fixture script's `conv1d()`.
 fn conv1d(dev: &Device) -> Result<Sequential> {
     use kiln::nn::{Conv1d, Conv1dOptions};
@@ -136,6 +154,12 @@ device_test!(pytorch_fixtures_load_and_match, |dev| {
     assert_eq!(c.get_buffer("1.num_batches_tracked").unwrap().tensor().to_vec_i64()?, vec![2]);
     let c = conv1d(dev)?;
     check_fixture("conv1d", &c, &|x| c.forward(x), dev)?;
+    for (name, pre) in [("encoder", false), ("encoder_pre", true)] {
+        let e = encoder(dev, pre)?;
+        check_fixture(name, &e, &|x| e.forward(x), dev)?;
+    }
+    let m = CausalMha { attn: kiln::nn::MultiheadAttention::new(16, 4, dev)? };
+    check_fixture("mha", &m, &|x| m.attn.forward_with(x, x, x, None, true), dev)?;
 });
 
 device_test!(pytorch_cnn_training_gradients_match, |dev| {
@@ -185,6 +209,9 @@ fn kiln_saves_pytorch_loadable_files() {
         ("tied", Box::new(Tied::new(&dev).unwrap())),
         ("cnn", Box::new(cnn(&dev).unwrap())),
         ("conv1d", Box::new(conv1d(&dev).unwrap())),
+        ("encoder", Box::new(encoder(&dev, false).unwrap())),
+        ("encoder_pre", Box::new(encoder(&dev, true).unwrap())),
+        ("mha", Box::new(CausalMha { attn: kiln::nn::MultiheadAttention::new(16, 4, &dev).unwrap() })),
     ];
     for (name, m) in models {
         let torch = load_safetensors(fixture(&format!("{name}.safetensors")), &dev).unwrap();

@@ -102,3 +102,42 @@ device_test!(gelu_and_silu_modules, |dev| {
     let want: Vec<f64> = f64s(&x.to_vec()?).iter().map(|v| v / (1.0 + (-v).exp())).collect();
     assert_close(&s, &want, 1e-5);
 });
+
+device_test!(attention_layers_init_train_and_refuse_bad_input, |dev| {
+    use kiln::nn::{MultiheadAttention, TransformerEncoderLayer};
+    // PyTorch's init: in_proj_weight xavier-uniform (bound sqrt(6 / (E + 3E))), zero biases.
+    let m = MultiheadAttention::new(16, 4, dev)?;
+    let bound = (6.0f32 / (16.0 + 48.0)).sqrt();
+    let w = m.in_proj_weight.tensor().to_vec()?;
+    assert!(w.iter().all(|v| v.abs() <= bound) && w.iter().any(|v| v.abs() > bound * 0.9));
+    assert!(m.in_proj_bias.tensor().to_vec()?.iter().all(|&v| v == 0.0));
+    assert!(m.out_proj.bias.as_ref().unwrap().tensor().to_vec()?.iter().all(|&v| v == 0.0));
+    // Cross-attention with L != S, a [B * heads, L, S] mask, and gradients reaching every
+    // parameter.
+    let q = tensor(&[2, 3, 16], 1, dev, false);
+    let kv = tensor(&[2, 5, 16], 2, dev, false);
+    let mask = Tensor::zeros(&[8, 3, 5], dev)?;
+    let y = m.forward_with(&q, &kv, &kv, Some(&mask), false)?;
+    assert_eq!(y.shape(), &[2, 3, 16]);
+    y.sum_all()?.backward()?;
+    for (n, p) in m.named_parameters() {
+        let g = p.grad().unwrap_or_else(|| panic!("{n} has no gradient")).to_vec()?;
+        assert!(g.iter().all(|v| v.is_finite()) && g.iter().any(|&v| v != 0.0), "{n}");
+    }
+    let err = |r: kiln::Result<Tensor>| r.unwrap_err().to_string();
+    assert!(MultiheadAttention::new(16, 3, dev).is_err());
+    let e = err(m.forward(&tensor(&[2, 3, 8], 3, dev, false)));
+    assert!(e.starts_with("MultiheadAttention(16, 4)") && e.contains("[2, 3, 8]"), "{e}");
+    assert!(m.forward_with(&q, &kv, &tensor(&[2, 4, 16], 4, dev, false), None, false).is_err());
+    assert!(m.forward_with(&q, &kv, &kv, Some(&Tensor::zeros(&[7, 3, 5], dev)?), false).is_err());
+    // Dropout 0.1 in training changes the output from call to call; eval mode is deterministic.
+    let layer = TransformerEncoderLayer::new(16, 4, 32, dev)?;
+    let x = tensor(&[2, 6, 16], 5, dev, false);
+    assert_ne!(layer.forward(&x)?.to_vec()?, layer.forward(&x)?.to_vec()?);
+    layer.eval();
+    assert_eq!(layer.forward(&x)?.to_vec()?, layer.forward(&x)?.to_vec()?);
+    assert_eq!(
+        layer.num_parameters().total,
+        3 * 16 * 16 + 3 * 16 + 16 * 16 + 16 + 16 * 32 + 32 + 32 * 16 + 16 + 4 * 16
+    );
+});

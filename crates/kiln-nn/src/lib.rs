@@ -19,6 +19,7 @@ mod linear;
 mod pool;
 pub mod prune;
 mod sequential;
+mod transformer;
 
 pub use activation::{GELU, Identity, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Tanh};
 pub use batchnorm::{BatchNorm1d, BatchNorm2d};
@@ -31,6 +32,7 @@ pub use layernorm::{LayerNorm, RMSNorm};
 pub use linear::Linear;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, Flatten, MaxPool2d};
 pub use sequential::{Layer, Sequential};
+pub use transformer::{Activation, MultiheadAttention, TransformerEncoderLayer, TransformerOptions};
 
 use kiln_core::{Result, Tensor};
 
