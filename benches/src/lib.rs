@@ -9,8 +9,10 @@ use std::time::Instant;
 
 mod attention;
 mod cnn;
+mod gpt;
 pub use attention::attention;
 pub use cnn::{cnn_memory, cnn_parts, cnn_step};
+pub use gpt::gpt_step;
 
 use kiln::nn::functional::cross_entropy;
 use kiln::nn::{Forward, Linear, ReLU, Sequential};

@@ -1,8 +1,12 @@
-//! Helpers shared by kiln's examples: the bundled digits data set and the `--device` argument.
+//! Helpers shared by kiln's examples: the bundled digits data set and the `--device` argument,
+//! and the nanoGPT-compatible GPT of `examples/gpt/` (as `kiln_examples::gpt`).
 
 use std::path::{Path, PathBuf};
 
 use kiln::data::{Dataset, TensorDataset, permutation, read_csv};
+
+#[path = "../gpt/mod.rs"]
+pub mod gpt;
 
 /// Where the bundled file lives in the repository.
 pub fn default_path() -> PathBuf {

@@ -1,0 +1,69 @@
+//! The `gpt_step` workload (the project's workload description): one AdamW step of a
+//! nanoGPT-style character GPT (vocab 76, block 64, batch 12, 4 layers, 4 heads, 128 wide, biases
+//! in the Linears and LayerNorms, the head tied to the token embedding), nanoGPT's init and its
+//! two parameter groups (weight decay 0.1 on rank >= 2, 0 on the rest), fixed random tokens.
+
+use std::time::Instant;
+
+use kiln::optim::{AdamConfig, AdamW, Optimizer};
+use kiln::prelude::*;
+use kiln::{Device, Result, Tensor};
+use kiln_examples::gpt::{Gpt, GptConfig};
+
+use crate::impl_name;
+
+/// The model, its optimizer and a step over fixed data.
+fn gpt_stepper(dev: &Device, batch: usize) -> Result<impl FnMut() -> Result<Tensor>> {
+    kiln::manual_seed(0);
+    let cfg = GptConfig { bias: true, ..GptConfig::small(76) };
+    let model = Gpt::new(cfg, dev)?;
+    let (decay, rest): (Vec<_>, Vec<_>) = model.named_parameters().into_iter().partition(|(_, p)| p.shape().len() >= 2);
+    let adam = AdamConfig { lr: 1e-3, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, ..AdamConfig::adamw() };
+    let mut opt = AdamW::new(decay, adam)?;
+    opt.add_param_group(rest, AdamConfig { weight_decay: 0.0, ..adam })?;
+    let n = batch * cfg.block_size;
+    // Fixed pseudo-random ids and targets (xorshift): no pattern a model could learn.
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut draw = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s % 76) as u32
+    };
+    let ids: Vec<u32> = (0..n).map(|_| draw()).collect();
+    let next: Vec<u32> = (0..n).map(|_| draw()).collect();
+    let idx = Tensor::from_labels(&ids, dev)?.reshape(&[batch, cfg.block_size])?;
+    let tgt = Tensor::from_labels(&next, dev)?.reshape(&[batch, cfg.block_size])?;
+    Ok(move || -> Result<Tensor> {
+        opt.zero_grad();
+        let loss = model.loss(&idx, &tgt)?;
+        loss.backward()?;
+        opt.step()?;
+        Ok(loss)
+    })
+}
+
+/// 3 warm-up steps (the first one's loss is `loss0`), a sync, `steps` timed steps ending with the
+/// read-back of the last loss.
+pub fn gpt_step(dev: &Device, steps: usize) -> Result<Vec<String>> {
+    let batch = 12;
+    let mut step = gpt_stepper(dev, batch)?;
+    let loss0 = step()?.item()?;
+    for _ in 0..2 {
+        step()?;
+    }
+    dev.synchronize()?;
+    let t = Instant::now();
+    let mut loss = None;
+    for _ in 0..steps {
+        loss = Some(step()?);
+    }
+    let l = loss.map(|l| l.item()).transpose()?.unwrap_or(f32::NAN);
+    let dt = t.elapsed().as_secs_f64() / steps.max(1) as f64;
+    Ok(vec![format!(
+        "workload=gpt_step impl={} ms={:.3} tokens_per_s={:.0} loss={l:.4} loss0={loss0:.4}",
+        impl_name(dev),
+        dt * 1e3,
+        (batch * 64) as f64 / dt
+    )])
+}
