@@ -96,6 +96,9 @@ fn run(op: u8, a: &Tensor, b: &Tensor, d0: i64, d1: i64, shape: &[usize], labels
         50 => a.masked_fill(b, f32::NEG_INFINITY),
         51 => a.where_(b, a),
         52 => a.leaky_relu(d0 as f32)?.silu()?.gelu_tanh()?.sin()?.cos(),
+        53 => kiln::nn::functional::scaled_dot_product_attention(a, b, b, Some(a), d1 > 0),
+        54 => kiln::nn::functional::layer_norm(a, shape, Some(b), None, 1e-5),
+        55 => kiln::nn::functional::rms_norm(a, &shape[shape.len().saturating_sub(1)..], None, None),
         _ => Tensor::linear(a, b, None),
     }
 }
