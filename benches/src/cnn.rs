@@ -54,23 +54,10 @@ pub fn cnn_memory(dev: &Device, steps: usize) -> Result<Vec<String>> {
     crate::memory_of("cnn_memory", dev, step, (3 * params + acts) * 4, steps)
 }
 
-/// 3 warm-up steps (the first one's loss is `loss0`), a sync, `steps` timed steps ending with the
-/// read-back of the last loss.
+/// 3 warm-up steps and `steps` timed ones (`time_steps`).
 pub fn cnn_step(dev: &Device, steps: usize) -> Result<Vec<String>> {
     let batch = 64;
-    let mut step = cnn_stepper(dev, batch)?;
-    let loss0 = step()?.item()?;
-    for _ in 0..2 {
-        step()?;
-    }
-    dev.synchronize()?;
-    let t = Instant::now();
-    let mut loss = None;
-    for _ in 0..steps {
-        loss = Some(step()?);
-    }
-    let l = loss.map(|l| l.item()).transpose()?.unwrap_or(f32::NAN);
-    let dt = t.elapsed().as_secs_f64() / steps.max(1) as f64;
+    let (loss0, l, dt) = crate::time_steps(dev, cnn_stepper(dev, batch)?, 3, steps)?;
     Ok(vec![format!(
         "workload=cnn_step impl={} ms={:.3} samples_per_s={:.0} loss={l:.4} loss0={loss0:.4}",
         impl_name(dev),

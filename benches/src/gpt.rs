@@ -3,8 +3,6 @@
 //! in the Linears and LayerNorms, the head tied to the token embedding), nanoGPT's init and its
 //! two parameter groups (weight decay 0.1 on rank >= 2, 0 on the rest), fixed random tokens.
 
-use std::time::Instant;
-
 use kiln::optim::{AdamConfig, AdamW, Optimizer};
 use kiln::prelude::*;
 use kiln::{Device, Result, Tensor};
@@ -43,23 +41,10 @@ fn gpt_stepper(dev: &Device, batch: usize) -> Result<impl FnMut() -> Result<Tens
     })
 }
 
-/// 3 warm-up steps (the first one's loss is `loss0`), a sync, `steps` timed steps ending with the
-/// read-back of the last loss.
+/// 3 warm-up steps and `steps` timed ones (`time_steps`).
 pub fn gpt_step(dev: &Device, steps: usize) -> Result<Vec<String>> {
     let batch = 12;
-    let mut step = gpt_stepper(dev, batch)?;
-    let loss0 = step()?.item()?;
-    for _ in 0..2 {
-        step()?;
-    }
-    dev.synchronize()?;
-    let t = Instant::now();
-    let mut loss = None;
-    for _ in 0..steps {
-        loss = Some(step()?);
-    }
-    let l = loss.map(|l| l.item()).transpose()?.unwrap_or(f32::NAN);
-    let dt = t.elapsed().as_secs_f64() / steps.max(1) as f64;
+    let (loss0, l, dt) = crate::time_steps(dev, gpt_stepper(dev, batch)?, 3, steps)?;
     Ok(vec![format!(
         "workload=gpt_step impl={} ms={:.3} tokens_per_s={:.0} loss={l:.4} loss0={loss0:.4}",
         impl_name(dev),

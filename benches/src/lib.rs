@@ -76,12 +76,17 @@ pub fn small_ops(dev: &Device) -> Result<Vec<String>> {
     )])
 }
 
-/// One training step of an MLP 784-512-512-10 (ReLU), batch `batch`, cross-entropy, Adam lr 1e-3,
-/// data fixed on the device: 5 warm-up steps, `steps` timed, the loss read back once at the end.
-/// Also reports the buffer pool's peak bytes (GPU).
-pub fn mlp_step(dev: &Device, batch: usize, steps: usize) -> Result<Vec<String>> {
-    let mut step = mlp_stepper(dev, batch)?;
-    for _ in 0..5 {
+/// The training-step protocol of the step workloads: `warmup` steps (the first one's loss read
+/// back: loss0), a sync, `steps` timed steps ending with the read-back of the last loss. Returns
+/// (loss0, last loss, seconds per step).
+pub(crate) fn time_steps(
+    dev: &Device,
+    mut step: impl FnMut() -> Result<Tensor>,
+    warmup: usize,
+    steps: usize,
+) -> Result<(f32, f32, f64)> {
+    let loss0 = step()?.item()?;
+    for _ in 1..warmup {
         step()?;
     }
     dev.synchronize()?;
@@ -91,7 +96,14 @@ pub fn mlp_step(dev: &Device, batch: usize, steps: usize) -> Result<Vec<String>>
         loss = Some(step()?);
     }
     let l = loss.map(|l| l.item()).transpose()?.unwrap_or(f32::NAN);
-    let dt = t.elapsed().as_secs_f64() / steps as f64;
+    Ok((loss0, l, t.elapsed().as_secs_f64() / steps.max(1) as f64))
+}
+
+/// One training step of an MLP 784-512-512-10 (ReLU), batch `batch`, cross-entropy, Adam lr 1e-3,
+/// data fixed on the device: 5 warm-up steps, `steps` timed, the loss read back once at the end.
+/// Also reports the buffer pool's peak bytes (GPU).
+pub fn mlp_step(dev: &Device, batch: usize, steps: usize) -> Result<Vec<String>> {
+    let (_, l, dt) = time_steps(dev, mlp_stepper(dev, batch)?, 5, steps)?;
     let peak =
         dev.as_gpu().map(|g| format!(" pool_peak_mib={:.1}", g.pool_stats().peak_bytes as f64 / (1 << 20) as f64));
     Ok(vec![format!(
