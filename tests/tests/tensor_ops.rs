@@ -197,6 +197,9 @@ device_test!(index_select_and_gather_match_index_math, |dev| {
     let last: Vec<u32> = vec![9, 0, 3, 3, 7, 1];
     let y = x.gather(-1i64, &Tensor::from_labels(&last, dev)?.reshape(&[6, 1])?)?;
     check_rearrange(&y, &[&x], |c| (0, c[0] * 10 + last[c[0]] as usize))?;
+    // A select: an infinity elsewhere in the row does not leak into the picks.
+    let x = Tensor::from_vec(vec![1.0, f32::INFINITY, 3.0], &[1, 3], dev)?;
+    assert_eq!(x.gather(1usize, &Tensor::from_labels(&[2, 0], dev)?.reshape(&[1, 2])?)?.to_vec()?, vec![3.0, 1.0]);
     // Out of range: refused when the bound is known on the host; NaN (never a silent 0) for
     // indices computed on the device.
     let x = tensor(&[5, 2], 24, dev, false);

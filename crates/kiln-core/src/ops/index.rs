@@ -1,7 +1,8 @@
 //! Indexing by integer tensors and by position: `index_select`, `gather`, `tril`, `triu`,
-//! `arange`. The two index ops are composites of the one-hot mask (`index.wgsl`): a selection
-//! is the mask times x (a matmul for `index_select`, a product summed over the indexed dim for
-//! `gather`), so their gradients come from the parts with no scatter kernel. An index past the
+//! `arange`. The two index ops are composites of the one-hot mask (`index.wgsl`), so their
+//! gradients come from the parts with no scatter kernel: `gather` keeps x where the mask is 1
+//! and sums over the indexed dim (exact); `index_select` is the mask times x as a matmul, so a
+//! NaN or infinity elsewhere along the indexed dim of x spreads into the selection (0 * inf). An index past the
 //! end is refused when it is known on the host (CPU tensors, or GPU tensors made from host data,
 //! which carry their bound); otherwise its mask row is empty and the result there is NaN, so a
 //! bad index never passes silently as 0.
@@ -70,10 +71,10 @@ impl Tensor {
         let (outer, size, inner) = split_at_dim(self.shape(), d);
         check_labels(op, &idx, size, None).map_err(|_| out_of_range(op, &idx, self.shape(), d))?;
         let m = idx.shape()[d];
-        // mask [outer, m, size, inner] (1 where idx[o, j, i] == s) times x [outer, 1, size, inner],
-        // summed over size.
+        // x [outer, 1, size, inner] kept where mask [outer, m, size, inner] is 1 (idx[o, j, i]
+        // == s), summed over size: a select, so other values (infinities included) do not leak.
         let mask = Tensor::index_mask(&idx, outer * m, size, inner)?.reshape(&[outer, m, size, inner])?;
-        let y = mask.mul(&self.reshape(&[outer, 1, size, inner])?)?.sum(2usize, false)?;
+        let y = self.reshape(&[outer, 1, size, inner])?.keep_where(&mask)?.sum(2usize, false)?;
         y.add(&nan_where_empty(&mask, 2)?)?.reshape(idx.shape())
     }
 

@@ -44,8 +44,8 @@ fn slice_rows<T: Copy>(v: &[T], rows: usize, cols: usize, stride: usize, offset:
 }
 
 /// `parts` (each [outer, len_k, inner], contiguous, same dtype and device) written one after the
-/// other along the middle dim of a new [outer, sum len_k, inner] storage; with `zeros_around`,
-/// the single part goes at `start` of a zero tensor whose middle dim is `size` instead.
+/// other along the middle dim of a new [outer, sum len_k, inner] storage; with `place_at` =
+/// (start, size), the single part goes at `start` of a zero tensor whose middle dim is `size`.
 fn join_storage(
     parts: &[&Tensor],
     lens: &[usize],
