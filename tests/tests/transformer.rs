@@ -72,11 +72,23 @@ device_test!(layer_norm_and_rms_norm_match_f64, |dev| {
         let y = rn.forward(&x)?;
         check_norm(&x, &y, n, &rn.weight.tensor(), None, f32::EPSILON as f64, true)?;
     }
-    // The functional form without weight or bias.
-    let x = tensor(&[2, 9], 6, dev, false);
-    let y = layer_norm(&x, &[9], None, None, 1e-5)?.to_vec()?;
-    let want: Vec<f64> = f64s(&x.to_vec()?).chunks(9).flat_map(|r| normalise(r, 1e-5, false).0).collect();
-    assert_close(&y, &want, 1e-5);
+    // The functional form without weight or bias, and its input gradient
+    // (r * (g - mean(g) - xhat * mean(g * xhat)) per row).
+    let x = tensor(&[2, 9], 6, dev, true);
+    let y = layer_norm(&x, &[9], None, None, 1e-5)?;
+    let xv = f64s(&x.to_vec()?);
+    let want: Vec<f64> = xv.chunks(9).flat_map(|r| normalise(r, 1e-5, false).0).collect();
+    assert_close(&y.to_vec()?, &want, 1e-5);
+    let (loss, g) = weighted_sum(&y, 8);
+    loss.backward()?;
+    let mut dx = Vec::new();
+    for (row, gr) in xv.chunks(9).zip(g.chunks(9)) {
+        let (xhat, r) = normalise(row, 1e-5, false);
+        let m1 = gr.iter().sum::<f64>() / 9.0;
+        let m2 = gr.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / 9.0;
+        dx.extend((0..9).map(|j| r * (gr[j] - m1 - xhat[j] * m2)));
+    }
+    assert_close(&x.grad().unwrap().to_vec()?, &dx, 1e-4);
 });
 
 device_test!(norm_layers_have_pytorch_names_and_refuse_bad_input, |dev| {

@@ -45,6 +45,9 @@ pub(crate) enum Op {
         out: Tensor,
         lse: Tensor,
     },
+    /// y = layer normalisation of x over rows of its trailing dims (GPU), times weight, plus
+    /// bias; `stats` holds the rows' means then 1 / std.
+    LayerNorm { x: Tensor, weight: Option<Tensor>, bias: Option<Tensor>, stats: Tensor, rows: usize },
     /// y = x with another shape (same storage).
     Reshape { x: Tensor },
     /// y = x expanded to a larger shape.
@@ -86,6 +89,7 @@ impl Op {
             Op::Narrow { .. } => "narrow".into(),
             Op::Cat { .. } => "cat".into(),
             Op::Attention { .. } => "scaled_dot_product_attention".into(),
+            Op::LayerNorm { .. } => "layer_norm".into(),
             Op::BroadcastTo { .. } => "broadcast_to".into(),
             Op::Sum { .. } => "sum".into(),
             Op::Max { .. } => "max".into(),
@@ -106,6 +110,7 @@ impl Op {
             Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
             Op::Cat { xs, .. } => xs.iter().collect(),
             Op::Attention { q, k, v, .. } => vec![q, k, v],
+            Op::LayerNorm { x, weight, bias, .. } => std::iter::once(x).chain(weight).chain(bias).collect(),
             Op::Unary { x, .. }
             | Op::Permute { x, .. }
             | Op::Narrow { x, .. }
@@ -131,6 +136,9 @@ impl Op {
             Op::Max { x, idx, .. } | Op::MaxPool { x, idx, .. } => vec![x, idx],
             Op::CrossEntropyRows { x, labels, lse, .. } => vec![x, labels, lse],
             Op::Cat { xs, .. } => xs,
+            Op::LayerNorm { x, weight, bias, stats, .. } => {
+                std::iter::once(x).chain(weight).chain(bias).chain(std::iter::once(stats)).collect()
+            }
             Op::Attention { q, k, v, mask, out, lse, .. } => {
                 let mut all = vec![q, k, v, out, lse];
                 all.extend(mask);
@@ -197,6 +205,9 @@ impl Op {
                 vec![Some(g.permute(&inv)?)]
             }
             Op::Narrow { x, dim, start } => vec![Some(g.unnarrow(x.shape(), *dim, *start)?)],
+            Op::LayerNorm { x, weight, bias, stats, rows } => {
+                Tensor::layer_norm_backward(g, x, weight.as_ref(), bias.is_some(), stats, *rows)?
+            }
             Op::Attention { q, k, v, mask, desc, out, lse } => {
                 let [dq, dk, dv] = Tensor::attention_backward(g, q, k, v, mask.as_ref(), desc, out, lse)?;
                 vec![Some(dq), Some(dk), Some(dv)]

@@ -1,4 +1,5 @@
-// Norm family: the per-channel sums that batch normalisation needs, in one read of the data.
+// Norm family: the per-channel sums that batch normalisation needs, in one read of the data,
+// and layer normalisation by rows, forward and backward (below).
 // x viewed as [n, c, l]; one workgroup per channel. Each invocation sums a slice of the channel's
 // n * l values (lanes along l, groups of lanes along n when l is short), then the workgroup adds
 // the partial sums in a tree.
@@ -20,7 +21,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> v: array<f32>;
 @group(0) @binding(2) var<storage, read> shift: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<uniform> p: Params;
 
 const WG: u32 = 256u;
 var<workgroup> s1: array<f32, WG>;
@@ -86,5 +87,168 @@ fn channel_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             out[ch] = s1[0];
             out[p.c + ch] = s2[0];
         }
+    }
+}
+
+// Layer normalisation over rows of n (x viewed as [rows, n]), one workgroup per row, two passes
+// over the row for the mean and the variance (exact, not shifted sums), then the output.
+//   layer_norm:          u = x, v = weight, shift = bias (flags bit 0 / bit 1 say which are
+//                        there): out = y, out1 = the rows' statistics (mean at r, rstd at rows + r).
+//   layer_norm_backward: u = g, v = x, shift = weight (flags bit 0), out1 = those statistics
+//                        (read): out = dx = rstd (gw - mean(gw) - xhat mean(gw xhat)), gw = g w.
+
+struct RowParams {
+    rows: u32,
+    n: u32,
+    flags: u32,
+    eps: f32,
+}
+
+@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(5) var<uniform> rp: RowParams;
+
+// The sum of `a` over the workgroup (every invocation gets it); uses s1.
+fn wg_sum(t: u32, a: f32) -> f32 {
+    s1[t] = a;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w = w / 2u) {
+        if (t < w) {
+            s1[t] = s1[t] + s1[t + w];
+        }
+        workgroupBarrier();
+    }
+    let total = s1[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(256)
+fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) t: u32) {
+    let r = wid.x + wid.y * nwg.x;
+    if (r >= rp.rows) {
+        return; // the whole workgroup: r is uniform
+    }
+    let base = r * rp.n;
+    var a = 0.0;
+    for (var j = t; j < rp.n; j = j + WG) {
+        a = a + u[base + j];
+    }
+    let mean = wg_sum(t, a) / f32(rp.n);
+    var b = 0.0;
+    for (var j = t; j < rp.n; j = j + WG) {
+        let d = u[base + j] - mean;
+        b = b + d * d;
+    }
+    let rstd = 1.0 / sqrt(wg_sum(t, b) / f32(rp.n) + rp.eps);
+    for (var j = t; j < rp.n; j = j + WG) {
+        var y = (u[base + j] - mean) * rstd;
+        if ((rp.flags & 1u) != 0u) {
+            y = y * v[j];
+        }
+        if ((rp.flags & 2u) != 0u) {
+            y = y + shift[j];
+        }
+        out[base + j] = y;
+    }
+    if (t == 0u) {
+        out1[r] = mean;
+        out1[rp.rows + r] = rstd;
+    }
+}
+
+@compute @workgroup_size(256)
+fn layer_norm_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) t: u32) {
+    let r = wid.x + wid.y * nwg.x;
+    if (r >= rp.rows) {
+        return;
+    }
+    let base = r * rp.n;
+    let mean = out1[r];
+    let rstd = out1[rp.rows + r];
+    var a = 0.0;
+    var b = 0.0;
+    for (var j = t; j < rp.n; j = j + WG) {
+        var gw = u[base + j];
+        if ((rp.flags & 1u) != 0u) {
+            gw = gw * shift[j];
+        }
+        a = a + gw;
+        b = b + gw * (v[base + j] - mean) * rstd;
+    }
+    let ma = wg_sum(t, a) / f32(rp.n);
+    let mb = wg_sum(t, b) / f32(rp.n);
+    for (var j = t; j < rp.n; j = j + WG) {
+        var gw = u[base + j];
+        if ((rp.flags & 1u) != 0u) {
+            gw = gw * shift[j];
+        }
+        let xhat = (v[base + j] - mean) * rstd;
+        out[base + j] = rstd * (gw - ma - xhat * mb);
+    }
+}
+
+// The same for short rows: one invocation per row, no barriers (a software adapter pays for
+// each workgroup barrier; a short row leaves most of a workgroup idle anyway).
+@compute @workgroup_size(64)
+fn layer_norm_short(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x + gid.y * nwg.x * 64u;
+    if (r >= rp.rows) {
+        return;
+    }
+    let base = r * rp.n;
+    var a = 0.0;
+    for (var j = 0u; j < rp.n; j = j + 1u) {
+        a = a + u[base + j];
+    }
+    let mean = a / f32(rp.n);
+    var b = 0.0;
+    for (var j = 0u; j < rp.n; j = j + 1u) {
+        let d = u[base + j] - mean;
+        b = b + d * d;
+    }
+    let rstd = 1.0 / sqrt(b / f32(rp.n) + rp.eps);
+    for (var j = 0u; j < rp.n; j = j + 1u) {
+        var y = (u[base + j] - mean) * rstd;
+        if ((rp.flags & 1u) != 0u) {
+            y = y * v[j];
+        }
+        if ((rp.flags & 2u) != 0u) {
+            y = y + shift[j];
+        }
+        out[base + j] = y;
+    }
+    out1[r] = mean;
+    out1[rp.rows + r] = rstd;
+}
+
+@compute @workgroup_size(64)
+fn layer_norm_backward_short(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x + gid.y * nwg.x * 64u;
+    if (r >= rp.rows) {
+        return;
+    }
+    let base = r * rp.n;
+    let mean = out1[r];
+    let rstd = out1[rp.rows + r];
+    var a = 0.0;
+    var b = 0.0;
+    for (var j = 0u; j < rp.n; j = j + 1u) {
+        var gw = u[base + j];
+        if ((rp.flags & 1u) != 0u) {
+            gw = gw * shift[j];
+        }
+        a = a + gw;
+        b = b + gw * (v[base + j] - mean) * rstd;
+    }
+    let ma = a / f32(rp.n);
+    let mb = b / f32(rp.n);
+    for (var j = 0u; j < rp.n; j = j + 1u) {
+        var gw = u[base + j];
+        if ((rp.flags & 1u) != 0u) {
+            gw = gw * shift[j];
+        }
+        out[base + j] = rstd * (gw - ma - (v[base + j] - mean) * rstd * mb);
     }
 }

@@ -172,10 +172,7 @@ fn fused(
 
 /// The GPU buffer of a tensor on the GPU.
 fn gpu_buf(t: &Tensor) -> Result<std::sync::Arc<kiln_device::GpuBuffer>> {
-    match t.storage() {
-        Storage::Gpu(b) => Ok(b.clone()),
-        _ => Err(Error::invalid("scaled_dot_product_attention", "internal: expected GPU storage")),
-    }
+    super::gpu_buf("scaled_dot_product_attention", t)
 }
 
 /// The last four of contiguous strides (b, h, i, j), zeros in front when there are fewer.

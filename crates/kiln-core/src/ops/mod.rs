@@ -25,3 +25,14 @@ use crate::device::Device;
 pub(crate) fn gpu(dev: &Device) -> &GpuDevice {
     dev.as_gpu().expect("internal: GPU storage on a non-GPU device")
 }
+
+/// The GPU buffer of a tensor whose storage is on the GPU (`op` names the caller in the error).
+pub(crate) fn gpu_buf(
+    op: &'static str,
+    t: &crate::tensor::Tensor,
+) -> crate::error::Result<std::sync::Arc<kiln_device::GpuBuffer>> {
+    match t.storage() {
+        crate::storage::Storage::Gpu(b) => Ok(b.clone()),
+        _ => Err(crate::error::Error::invalid(op, "internal: expected GPU storage")),
+    }
+}

@@ -153,6 +153,18 @@ pub fn layer_norm(
     eps: f32,
 ) -> Result<Tensor> {
     let (rows, n) = trailing_rows("layer_norm", x, normalized_shape, &[weight, bias])?;
+    if let Storage::Gpu(xb) = x.storage() {
+        // One node over the row kernels of `norm.wgsl`.
+        let buf = |t: Option<&Tensor>| match t.map(|t| t.storage()) {
+            Some(Storage::Gpu(b)) => Some(b.clone()),
+            _ => None,
+        };
+        let (wb, bb) = (buf(weight), buf(bias));
+        let (y, stats) = kernels::layer_norm_rows(gpu(x.dev()), xb, wb.as_deref(), bb.as_deref(), [rows, n], eps)?;
+        let stats = Tensor::from_parts(Storage::gpu(stats), vec![2 * rows], DType::F32, x.device());
+        let node = Op::LayerNorm { x: x.clone(), weight: weight.cloned(), bias: bias.cloned(), stats, rows };
+        return Ok(Tensor::from_op(Storage::gpu(y), x.shape().to_vec(), DType::F32, x.device(), node));
+    }
     let x2 = x.reshape(&[rows, n])?;
     let d = x2.sub(&x2.mean(1usize, true)?)?;
     let var = d.mul(&d)?.mean(1usize, true)?;
@@ -178,4 +190,46 @@ pub fn rms_norm(x: &Tensor, normalized_shape: &[usize], weight: Option<&Tensor>,
         y = y.mul(&w.reshape(&[1, n])?)?;
     }
     y.reshape(x.shape())
+}
+
+impl Tensor {
+    /// The gradients (x, weight, bias where present) of the GPU layer norm for the output
+    /// gradient `g`: dx from the row kernel, dw = sum over rows of g * xhat, db = sum of g.
+    pub(crate) fn layer_norm_backward(
+        g: &Tensor,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        has_bias: bool,
+        stats: &Tensor,
+        rows: usize,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let n = x.numel() / rows;
+        let gb = |t: &Tensor| super::gpu_buf("layer_norm", t);
+        let wb = weight.map(gb).transpose()?;
+        let (g_b, x_b, s_b) = (gb(g)?, gb(x)?, gb(stats)?);
+        let dx = kernels::layer_norm_rows_backward(gpu(x.dev()), &g_b, &x_b, wb.as_deref(), &s_b, [rows, n])?;
+        let mut out = vec![Some(Tensor::from_parts(Storage::gpu(dx), x.shape().to_vec(), DType::F32, x.device()))];
+        let g2 = g.reshape(&[rows, n])?;
+        if let Some(w) = weight {
+            let (mean, rstd) = (stats.slice_flat(0, &[rows, 1])?, stats.slice_flat(rows, &[rows, 1])?);
+            let xhat = x.reshape(&[rows, n])?.sub(&mean)?.mul(&rstd)?;
+            out.push(Some(g2.mul(&xhat)?.sum(0usize, false)?.reshape(w.shape())?));
+        }
+        if has_bias {
+            out.push(Some(g2.sum(0usize, false)?.reshape(&x.shape()[x.rank() - n_dims(x, n)..])?));
+        }
+        Ok(out)
+    }
+}
+
+/// How many trailing dims of x hold `n` elements (the normalized shape's rank).
+fn n_dims(x: &Tensor, n: usize) -> usize {
+    let mut prod = 1;
+    for (i, &d) in x.shape().iter().rev().enumerate() {
+        prod *= d;
+        if prod == n {
+            return i + 1;
+        }
+    }
+    x.rank()
 }

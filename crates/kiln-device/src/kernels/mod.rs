@@ -29,7 +29,7 @@ pub use im2col::{Im2colDesc, col2im, im2col, max_pool, max_pool_backward};
 pub use index::index_mask;
 pub use loss::{cross_entropy_backward, cross_entropy_rows};
 pub use matmul::{MatmulDesc, matmul};
-pub use norm::{channel_grad_sums, channel_moments};
+pub use norm::{channel_grad_sums, channel_moments, layer_norm_rows, layer_norm_rows_backward};
 pub use optim::{OptimKernel, OptimParams, optim_flags, optim_step};
 pub use reduce::{ReduceOp, reduce};
 pub use softmax::softmax;

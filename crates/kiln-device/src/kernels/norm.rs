@@ -1,5 +1,6 @@
-//! Launcher of `norm.wgsl`: the per-channel sums of batch normalisation, one workgroup per
-//! channel, one read of the data.
+//! Launchers of `norm.wgsl`: the per-channel sums of batch normalisation (one workgroup per
+//! channel, one read of the data) and layer normalisation by rows, forward and backward (one
+//! workgroup per row, or one invocation per row up to 256 elements).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -37,7 +38,8 @@ fn channel_sums(
         Some((v, s)) => (v.raw(), s.raw()),
         None => (u.raw(), dev.cx().dummy(0)),
     };
-    dev.record(&pipe, &[u.raw(), vb, shift, out.raw()], bytemuck::bytes_of(&params), grid(dev.cx(), c)?)?;
+    let bufs = [u.raw(), vb, shift, out.raw(), dev.cx().dummy(1)];
+    dev.record(&pipe, &bufs, bytemuck::bytes_of(&params), grid(dev.cx(), c)?)?;
     Ok(out)
 }
 
@@ -57,4 +59,80 @@ pub fn channel_grad_sums(
     dims: [usize; 3],
 ) -> DeviceResult<GpuBuffer> {
     channel_sums(dev, "batch_norm_backward", g, Some((x, mean)), dims)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RowParams {
+    rows: u32,
+    n: u32,
+    flags: u32,
+    eps: f32,
+}
+
+/// Rows up to this long take the one-invocation-per-row kernels, longer ones a workgroup each.
+const SHORT_ROW: usize = 256;
+
+/// The entry point and grid for `rows` rows of `n`: a workgroup per row, or one invocation per
+/// short row.
+fn row_launch(
+    dev: &GpuDevice,
+    wide: &'static str,
+    short: &'static str,
+    rows: usize,
+    n: usize,
+) -> DeviceResult<(&'static str, [u32; 3])> {
+    Ok(if n <= SHORT_ROW { (short, grid(dev.cx(), rows.div_ceil(64))?) } else { (wide, grid(dev.cx(), rows)?) })
+}
+
+fn row_params(op: &'static str, rows: usize, n: usize, flags: u32, eps: f32) -> DeviceResult<RowParams> {
+    if rows == 0 || n == 0 {
+        return Err(DeviceError::Launch { op, msg: format!("empty rows: [{rows}, {n}]") });
+    }
+    u32_of(op, rows * n)?;
+    Ok(RowParams { rows: u32_of(op, rows)?, n: u32_of(op, n)?, flags, eps })
+}
+
+/// Layer normalisation of x viewed as [rows, n], times `weight` [n] and plus `bias` [n] where
+/// given: the output [rows * n] and the rows' statistics [2 * rows] (the means, then 1 / std).
+pub fn layer_norm_rows(
+    dev: &GpuDevice,
+    x: &GpuBuffer,
+    weight: Option<&GpuBuffer>,
+    bias: Option<&GpuBuffer>,
+    [rows, n]: [usize; 2],
+    eps: f32,
+) -> DeviceResult<(GpuBuffer, GpuBuffer)> {
+    let op = "layer_norm";
+    let flags = weight.is_some() as u32 | (bias.is_some() as u32) << 1;
+    let params = row_params(op, rows, n, flags, eps)?;
+    let y = dev.alloc((rows * n) as u64 * 4, op)?;
+    let stats = dev.alloc(2 * rows as u64 * 4, op)?;
+    let cx = dev.cx();
+    let (w, b) = (weight.map(|w| w.raw()).unwrap_or(cx.dummy(0)), bias.map(|b| b.raw()).unwrap_or(cx.dummy(0)));
+    let (entry, groups) = row_launch(dev, "layer_norm", "layer_norm_short", rows, n)?;
+    let pipe = cx.pipeline(Family::Norm, entry, &[])?;
+    dev.record(&pipe, &[x.raw(), w, b, y.raw(), stats.raw()], bytemuck::bytes_of(&params), groups)?;
+    Ok((y, stats))
+}
+
+/// The input gradient of [`layer_norm_rows`] for the output gradient `g`, given the forward's
+/// input `x`, `weight` and statistics.
+pub fn layer_norm_rows_backward(
+    dev: &GpuDevice,
+    g: &GpuBuffer,
+    x: &GpuBuffer,
+    weight: Option<&GpuBuffer>,
+    stats: &GpuBuffer,
+    [rows, n]: [usize; 2],
+) -> DeviceResult<GpuBuffer> {
+    let op = "layer_norm_backward";
+    let params = row_params(op, rows, n, weight.is_some() as u32, 0.0)?;
+    let dx = dev.alloc((rows * n) as u64 * 4, op)?;
+    let cx = dev.cx();
+    let w = weight.map(|w| w.raw()).unwrap_or(cx.dummy(0));
+    let (entry, groups) = row_launch(dev, "layer_norm_backward", "layer_norm_backward_short", rows, n)?;
+    let pipe = cx.pipeline(Family::Norm, entry, &[])?;
+    dev.record(&pipe, &[g.raw(), x.raw(), w, dx.raw(), stats.raw()], bytemuck::bytes_of(&params), groups)?;
+    Ok(dx)
 }

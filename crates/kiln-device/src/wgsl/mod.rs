@@ -108,7 +108,7 @@ pub enum Family {
     Im2col,
     /// `pool.wgsl`: max pooling with its arg-max, and its backward.
     Pool,
-    /// `norm.wgsl`: per-channel sums for batch normalisation.
+    /// `norm.wgsl`: per-channel sums for batch normalisation, layer normalisation by rows.
     Norm,
     /// `attention.wgsl`: fused scaled dot-product attention, forward and backward.
     Attention,
@@ -188,7 +188,7 @@ impl Family {
             Family::Pool => (2, 2),
             Family::Reduce => (1, 2),
             Family::Optim => (2, 4),
-            Family::Norm => (3, 1),
+            Family::Norm => (3, 2),
             Family::Attention => (6, 2),
             Family::Loss => (4, 2),
         }
