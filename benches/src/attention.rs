@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use kiln::nn::functional::scaled_dot_product_attention;
-use kiln::{Device, DeviceOptions, Result, Tensor};
+use kiln::{AttentionPolicy, Device, DeviceOptions, Result, Tensor};
 
 /// One causal forward+backward of either form; returns the sum of the gradients' sums (read
 /// back, so the work is done).
@@ -59,7 +59,9 @@ pub fn attention(dev: &Device) -> Result<Vec<String>> {
     }
     for l in [256usize, 1024, 4096] {
         for fused in [true, false] {
-            let own = Device::gpu_with(DeviceOptions::default())?;
+            // The fused form forced: by default a software adapter composes problems this small.
+            let own =
+                Device::gpu_with(DeviceOptions { attention: AttentionPolicy::Fused, ..DeviceOptions::default() })?;
             let form = if fused { "fused" } else { "composed" };
             let head = format!("workload=attention impl={} form={form} l={l}", crate::impl_name(dev));
             // The composition's scores may not fit one buffer: reported, not fatal.

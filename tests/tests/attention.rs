@@ -3,9 +3,19 @@
 //! beyond, where the GPU composes), causal and additive masks (broadcast over heads or batch,
 //! with -inf entries), rows with every key masked.
 
-use kiln::Tensor;
 use kiln::nn::functional::scaled_dot_product_attention as sdpa;
-use kiln_tests::{assert_close, device_test, f64s, tensor, weighted_sum};
+use kiln::{AttentionPolicy, Device, DeviceOptions, Tensor};
+use kiln_tests::{assert_close, device_test, f64s, gpu_device_with, tensor, weighted_sum};
+
+/// `dev`, and on a GPU also a device of its own that always takes the fused kernels (by default
+/// a software adapter composes problems this small).
+fn variants(dev: &Device) -> Vec<Device> {
+    let mut v = vec![dev.clone()];
+    if dev.is_gpu() {
+        v.extend(gpu_device_with(DeviceOptions { attention: AttentionPolicy::Fused, ..DeviceOptions::default() }));
+    }
+    v
+}
 
 struct Case {
     batch: Vec<usize>,
@@ -150,11 +160,19 @@ device_test!(attention_matches_f64_forward_and_backward, |dev| {
         // L > S with a causal mask: the first rows see fewer keys, none is empty.
         case(&[2], 20, 7, 8, true, None),
     ] {
-        check(dev, &c)?;
+        for d in variants(dev) {
+            check(&d, &c)?;
+        }
     }
 });
 
 device_test!(fully_masked_rows_are_nan_without_gradient, |dev| {
+    for d in variants(dev) {
+        fully_masked(&d)?;
+    }
+});
+
+fn fully_masked(dev: &Device) -> kiln::Result<()> {
     // Row 1 of the mask blocks every key: its output is NaN (as PyTorch's math attention), the
     // other rows are exact and every gradient finite, as if that row did not exist.
     let (l, s, d) = (3usize, 4usize, 8usize);
@@ -178,7 +196,8 @@ device_test!(fully_masked_rows_are_nan_without_gradient, |dev| {
     }
     assert!(q.grad().unwrap().to_vec()?[d..2 * d].iter().all(|&x| x == 0.0));
     assert!(v.grad().unwrap().to_vec()?.iter().any(|&x| x != 0.0));
-});
+    Ok(())
+}
 
 device_test!(attention_refuses_bad_input, |dev| {
     let t = |s: &[usize]| Tensor::zeros(s, dev).unwrap();

@@ -118,6 +118,11 @@ impl GpuDevice {
         self.inner.cx.row_matmul
     }
 
+    /// Whether the adapter is a software one (a CPU adapter such as lavapipe).
+    pub fn is_software(&self) -> bool {
+        self.inner.cx.summary.device_type == "software"
+    }
+
     /// The wgpu device, for applications that share it.
     pub fn wgpu_device(&self) -> &wgpu::Device {
         &self.inner.cx.device

@@ -33,7 +33,7 @@ pub use wgpu;
 pub use adapter::{AdapterChoice, AdapterReport, AdapterSummary, adapter_reports, list_adapters};
 pub use device::GpuDevice;
 pub use error::{DeviceError, DeviceResult};
-pub use options::{DeviceOptions, Fusion, MatmulPolicy};
+pub use options::{AttentionPolicy, DeviceOptions, Fusion, MatmulPolicy};
 pub use pool::{GpuBuffer, PoolStats};
 
 /// The hint printed when no adapter can be found.

@@ -3,7 +3,7 @@
 //!
 //! The environment only fills in the defaults, once, in [`DeviceOptions::from_env`]: `KILN_FUSE`
 //! (`0` off, `all` with matmul epilogues), `KILN_MATMUL` (`tiles`, `r8`, `nn32`, `scalar4`,
-//! `scalar8`), `KILN_WIDE=0`, `KILN_DUMP_WGSL=DIR`. Nothing else in kiln-device reads the
+//! `scalar8`), `KILN_WIDE=0`, `KILN_DUMP_WGSL=DIR`, `KILN_ATTENTION` (`fused`, `composed`). Nothing else in kiln-device reads the
 //! environment, apart from wgpu's own `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
 
 use std::path::PathBuf;
@@ -40,6 +40,19 @@ pub enum MatmulPolicy {
     Scalar8,
 }
 
+/// Which form `scaled_dot_product_attention` takes on the device (`kernels::fused_attention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttentionPolicy {
+    /// The fused kernels, except on a software adapter when the score matrix is small enough to
+    /// hold: there the composition (matmul, softmax, matmul) is measured faster.
+    #[default]
+    Auto,
+    /// Always the fused kernels (O(L) memory per row).
+    Fused,
+    /// Always the composition.
+    Composed,
+}
+
 /// Options of a GPU device. `Default` is kiln's choice without looking at the environment;
 /// [`DeviceOptions::from_env`] is what `GpuDevice::open` uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,23 +66,41 @@ pub struct DeviceOptions {
     pub wide: bool,
     /// Write every generated kernel's WGSL into this folder (for reading), as `<name>.wgsl`.
     pub dump_wgsl: Option<PathBuf>,
+    /// Fused or composed attention.
+    pub attention: AttentionPolicy,
 }
 
 impl Default for DeviceOptions {
     fn default() -> Self {
-        DeviceOptions { fusion: Fusion::Elementwise, matmul: MatmulPolicy::Auto, wide: true, dump_wgsl: None }
+        DeviceOptions {
+            fusion: Fusion::Elementwise,
+            matmul: MatmulPolicy::Auto,
+            wide: true,
+            dump_wgsl: None,
+            attention: AttentionPolicy::Auto,
+        }
     }
 }
 
 impl DeviceOptions {
-    /// The defaults, with the `KILN_FUSE`, `KILN_MATMUL`, `KILN_WIDE` and `KILN_DUMP_WGSL`
-    /// variables applied where set (unknown values are ignored).
+    /// The defaults, with the `KILN_FUSE`, `KILN_MATMUL`, `KILN_WIDE`, `KILN_DUMP_WGSL` and
+    /// `KILN_ATTENTION` variables applied where set (unknown values are ignored).
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok();
-        Self::from_vars(var("KILN_FUSE"), var("KILN_MATMUL"), var("KILN_WIDE"), var("KILN_DUMP_WGSL"))
+        let mut o = Self::from_vars(var("KILN_FUSE"), var("KILN_MATMUL"), var("KILN_WIDE"), var("KILN_DUMP_WGSL"));
+        o.attention = Self::attention_from(var("KILN_ATTENTION"));
+        o
     }
 
-    /// The defaults with the four variables' values applied.
+    fn attention_from(v: Option<String>) -> AttentionPolicy {
+        match v.as_deref() {
+            Some("fused") => AttentionPolicy::Fused,
+            Some("composed") => AttentionPolicy::Composed,
+            _ => AttentionPolicy::Auto,
+        }
+    }
+
+    /// The defaults with the first four variables' values applied.
     fn from_vars(fuse: Option<String>, matmul: Option<String>, wide: Option<String>, dump: Option<String>) -> Self {
         let mut o = DeviceOptions::default();
         match fuse.as_deref() {
@@ -107,5 +138,8 @@ mod tests {
         let o = DeviceOptions::from_vars(s("all"), s("tiles"), s("1"), s(""));
         assert_eq!((o.fusion, o.matmul, o.wide, o.dump_wgsl), (Fusion::WithEpilogues, MatmulPolicy::Tiles, true, None));
         assert_eq!(DeviceOptions::from_vars(s("yes"), s("fast"), None, None), DeviceOptions::default());
+        assert_eq!(DeviceOptions::attention_from(s("fused")), AttentionPolicy::Fused);
+        assert_eq!(DeviceOptions::attention_from(s("composed")), AttentionPolicy::Composed);
+        assert_eq!(DeviceOptions::attention_from(s("x")), AttentionPolicy::Auto);
     }
 }

@@ -31,7 +31,7 @@ pub use kiln_core::{
 pub use kiln_derive::Module;
 pub use kiln_device;
 /// Options of a GPU device ([`Device::gpu_with`]).
-pub use kiln_device::{DeviceOptions, Fusion, MatmulPolicy};
+pub use kiln_device::{AttentionPolicy, DeviceOptions, Fusion, MatmulPolicy};
 
 /// The module machinery the derive macro refers to (`Entry`, `VisitField`, `VisitFn`).
 pub mod module {

@@ -4,7 +4,8 @@
 //! output and one log-normaliser per row; the backward recomputes the scores (one kernel for
 //! the query gradient, one for the key and value gradients), so no [L, S] matrix is ever
 //! written and memory is O(L) per head. Elsewhere (the CPU, head dims over 128, a value head
-//! dim unlike the query's) the composition matmul, mask, softmax, matmul, differentiated by
+//! dim unlike the query's, and by default small problems on software adapters, where it is
+//! faster: `AttentionPolicy`, `kernels::fused_attention`) the composition matmul, mask, softmax, matmul, differentiated by
 //! its parts. A row whose every key is masked gives NaN on both paths, as PyTorch's math
 //! backend, and sends no gradient. The additive mask receives no gradient.
 
@@ -70,7 +71,13 @@ pub fn scaled_dot_product_attention(
         return Err(Error::invalid(op, format!("empty inputs {:?}, {:?}, {:?}", q.shape(), k.shape(), v.shape())));
     }
     let scale = 1.0 / (d as f32).sqrt();
-    if q.dev().is_gpu() && d == dv && d <= ATTENTION_MAX_HEAD_DIM {
+    let bh: usize = batch.iter().product();
+    let use_fused = q.dev().as_gpu().is_some_and(|g| {
+        d == dv
+            && d <= ATTENTION_MAX_HEAD_DIM
+            && kernels::fused_attention(g.options().attention, g.is_software(), bh, l, s)
+    });
+    if use_fused {
         return fused(q, k, v, attn_mask, is_causal, &full, scale, out_shape);
     }
     composed(q, k, v, attn_mask, is_causal, [l, s], scale)?.reshape(&out_shape)

@@ -7,9 +7,42 @@ use bytemuck::{Pod, Zeroable};
 use super::u32_of;
 use crate::device::GpuDevice;
 use crate::error::{DeviceError, DeviceResult};
+use crate::options::AttentionPolicy;
 use crate::pool::GpuBuffer;
 use crate::recorder::grid;
 use crate::wgsl::Family;
+
+/// Under [`AttentionPolicy::Auto`] on a software adapter, score matrices up to this many bytes
+/// take the composition: on llvmpipe it is faster at every size measured (the fused kernels'
+/// per-row key reads are per-lane gathers there), and memory decides only beyond.
+pub const COMPOSED_SCORES_MAX_BYTES: usize = 32 << 20;
+
+/// Whether attention over `bh` heads of `l` queries and `s` keys runs the fused kernels under
+/// `policy` on an adapter that is (`software`) or is not a software one: a pure function.
+pub fn fused_attention(policy: AttentionPolicy, software: bool, bh: usize, l: usize, s: usize) -> bool {
+    match policy {
+        AttentionPolicy::Fused => true,
+        AttentionPolicy::Composed => false,
+        AttentionPolicy::Auto => {
+            !software || bh.saturating_mul(l).saturating_mul(s).saturating_mul(4) > COMPOSED_SCORES_MAX_BYTES
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_composes_small_problems_on_software_adapters_only() {
+        use AttentionPolicy::*;
+        assert!(fused_attention(Auto, false, 48, 64, 64));
+        assert!(!fused_attention(Auto, true, 48, 64, 64));
+        assert!(!fused_attention(Auto, true, 4, 1024, 1024)); // 16 MiB of scores
+        assert!(fused_attention(Auto, true, 4, 4096, 4096)); // 256 MiB
+        assert!(fused_attention(Fused, true, 1, 1, 1) && !fused_attention(Composed, false, 4, 4096, 4096));
+    }
+}
 
 /// The largest head dim the fused kernels take.
 pub const ATTENTION_MAX_HEAD_DIM: usize = 128;

@@ -22,7 +22,10 @@ mod softmax;
 mod stats;
 mod unary;
 
-pub use attention::{ATTENTION_MAX_HEAD_DIM, AttentionDesc, attention_backward, attention_forward};
+pub use attention::{
+    ATTENTION_MAX_HEAD_DIM, AttentionDesc, COMPOSED_SCORES_MAX_BYTES, attention_backward, attention_forward,
+    fused_attention,
+};
 pub use binary::binary;
 pub use copy::{gather, place};
 pub use im2col::{Im2colDesc, col2im, im2col, max_pool, max_pool_backward};
