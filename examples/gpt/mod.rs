@@ -137,7 +137,7 @@ impl Gpt {
     /// two output projections of each block N(0, 0.02 / sqrt(2 n_layer)), biases 0, LayerNorms 1.
     pub fn new(config: GptConfig, dev: &Device) -> Result<Gpt> {
         let c = config.n_embd;
-        if config.n_head == 0 || c % config.n_head != 0 {
+        if config.n_head == 0 || !c.is_multiple_of(config.n_head) {
             return Err(Error::invalid("Gpt", format!("n_embd {c} must be divisible by n_head {}", config.n_head)));
         }
         let (bias, p) = (config.bias, config.dropout);

@@ -28,10 +28,10 @@ fn check_rearrange(y: &Tensor, xs: &[&Tensor], src: impl Fn(&[usize]) -> (usize,
     loss.backward()?;
     let mut want = Vec::with_capacity(y.numel());
     let mut grads: Vec<Vec<f64>> = vals.iter().map(|v| vec![0.0; v.len()]).collect();
-    for i in 0..y.numel() {
+    for (i, wi) in w.iter().enumerate() {
         let (k, j) = src(&coords(y.shape(), i));
         want.push(vals[k][j]);
-        grads[k][j] += w[i];
+        grads[k][j] += wi;
     }
     assert_close(&y.to_vec()?, &want, 0.0);
     for (x, g) in xs.iter().zip(&grads) {
@@ -54,7 +54,7 @@ device_test!(cat_and_stack_match_index_math, |dev| {
         let xs: Vec<Tensor> = shapes.iter().enumerate().map(|(k, s)| tensor(s, 10 + k as u64, dev, true)).collect();
         let refs: Vec<&Tensor> = xs.iter().collect();
         let y = Tensor::cat(&refs, d as i64 - 3)?; // negative dims count from the end
-        let mut want_shape = vec![3, 5, 7];
+        let mut want_shape = [3, 5, 7];
         want_shape[d] = 303;
         assert_eq!(y.shape(), &want_shape[..]);
         check_rearrange(&y, &refs, |c| {

@@ -127,7 +127,7 @@ fn mask_strides(mask: &Tensor, full: &[usize]) -> Option<[usize; 4]> {
         let inner = lead_st.last().copied().unwrap_or(0);
         let merges =
             (0..lead.len().saturating_sub(1)).all(|i| lead[i] == 1 || lead_st[i] == lead_st[i + 1] * lead[i + 1]);
-        if !merges || lead_st.iter().any(|&s| s == 0) {
+        if !merges || lead_st.contains(&0) {
             return None;
         }
         inner
