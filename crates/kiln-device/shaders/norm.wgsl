@@ -107,6 +107,27 @@ struct RowParams {
 @group(0) @binding(4) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(5) var<uniform> rp: RowParams;
 
+// Output element j of the row at `base`: (x - mean) * rstd, times the weight and plus the bias
+// where the flags say so.
+fn ln_y(base: u32, j: u32, mean: f32, rstd: f32) -> f32 {
+    var y = (u[base + j] - mean) * rstd;
+    if ((rp.flags & 1u) != 0u) {
+        y = y * v[j];
+    }
+    if ((rp.flags & 2u) != 0u) {
+        y = y + shift[j];
+    }
+    return y;
+}
+
+// The backward's g * w at element j of the row at `base` (g alone without a weight).
+fn ln_gw(base: u32, j: u32) -> f32 {
+    if ((rp.flags & 1u) != 0u) {
+        return u[base + j] * shift[j];
+    }
+    return u[base + j];
+}
+
 // The sum of `a` over the workgroup (every invocation gets it); uses s1.
 fn wg_sum(t: u32, a: f32) -> f32 {
     s1[t] = a;
@@ -142,14 +163,7 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
     let rstd = 1.0 / sqrt(wg_sum(t, b) / f32(rp.n) + rp.eps);
     for (var j = t; j < rp.n; j = j + WG) {
-        var y = (u[base + j] - mean) * rstd;
-        if ((rp.flags & 1u) != 0u) {
-            y = y * v[j];
-        }
-        if ((rp.flags & 2u) != 0u) {
-            y = y + shift[j];
-        }
-        out[base + j] = y;
+        out[base + j] = ln_y(base, j, mean, rstd);
     }
     if (t == 0u) {
         out1[r] = mean;
@@ -170,20 +184,14 @@ fn layer_norm_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     var a = 0.0;
     var b = 0.0;
     for (var j = t; j < rp.n; j = j + WG) {
-        var gw = u[base + j];
-        if ((rp.flags & 1u) != 0u) {
-            gw = gw * shift[j];
-        }
+        let gw = ln_gw(base, j);
         a = a + gw;
         b = b + gw * (v[base + j] - mean) * rstd;
     }
     let ma = wg_sum(t, a) / f32(rp.n);
     let mb = wg_sum(t, b) / f32(rp.n);
     for (var j = t; j < rp.n; j = j + WG) {
-        var gw = u[base + j];
-        if ((rp.flags & 1u) != 0u) {
-            gw = gw * shift[j];
-        }
+        let gw = ln_gw(base, j);
         let xhat = (v[base + j] - mean) * rstd;
         out[base + j] = rstd * (gw - ma - xhat * mb);
     }
@@ -210,14 +218,7 @@ fn layer_norm_short(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     }
     let rstd = 1.0 / sqrt(b / f32(rp.n) + rp.eps);
     for (var j = 0u; j < rp.n; j = j + 1u) {
-        var y = (u[base + j] - mean) * rstd;
-        if ((rp.flags & 1u) != 0u) {
-            y = y * v[j];
-        }
-        if ((rp.flags & 2u) != 0u) {
-            y = y + shift[j];
-        }
-        out[base + j] = y;
+        out[base + j] = ln_y(base, j, mean, rstd);
     }
     out1[r] = mean;
     out1[rp.rows + r] = rstd;
@@ -235,20 +236,14 @@ fn layer_norm_backward_short(@builtin(global_invocation_id) gid: vec3<u32>, @bui
     var a = 0.0;
     var b = 0.0;
     for (var j = 0u; j < rp.n; j = j + 1u) {
-        var gw = u[base + j];
-        if ((rp.flags & 1u) != 0u) {
-            gw = gw * shift[j];
-        }
+        let gw = ln_gw(base, j);
         a = a + gw;
         b = b + gw * (v[base + j] - mean) * rstd;
     }
     let ma = a / f32(rp.n);
     let mb = b / f32(rp.n);
     for (var j = 0u; j < rp.n; j = j + 1u) {
-        var gw = u[base + j];
-        if ((rp.flags & 1u) != 0u) {
-            gw = gw * shift[j];
-        }
+        let gw = ln_gw(base, j);
         out[base + j] = rstd * (gw - ma - (v[base + j] - mean) * rstd * mb);
     }
 }
