@@ -38,23 +38,28 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     dst[i] = src[is];
 }
 
+// The element of the strided view [outer, mid, cols] at (row, col), row = (o, m), for gather3d
+// and place3d.
+fn strided3(row: u32, col: u32) -> u32 {
+    let mid = p.shape[0][1];
+    let o = row / mid;
+    let m = row - o * mid;
+    return p.offset + o * p.strides[0][0] + m * p.strides[0][1] + col * p.strides[0][2];
+}
+
 // Two or three merged dims (a transpose of a matrix or of a batch's first two dims, a row/column
 // broadcast), given as three [outer, mid, cols]: x over the columns, the workgroup's y (and z)
 // over the rows (outer, mid), so the one division per invocation is of workgroup-uniform values.
 @compute @workgroup_size(256)
 fn gather3d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let mid = p.shape[0][1];
     let cols = p.shape[0][2];
     let col = gid.x;
     let row = wid.y + wid.z * nwg.y;
-    if (col >= cols || row >= p.shape[0][0] * mid) {
+    if (col >= cols || row >= p.shape[0][0] * p.shape[0][1]) {
         return;
     }
-    let o = row / mid;
-    let m = row - o * mid;
-    let s = p.offset + o * p.strides[0][0] + m * p.strides[0][1] + col * p.strides[0][2];
-    dst[row * cols + col] = src[s];
+    dst[row * cols + col] = src[strided3(row, col)];
 }
 
 // The inverse of gather3d: src contiguous [outer, mid, cols] written to
@@ -62,14 +67,11 @@ fn gather3d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id
 @compute @workgroup_size(256)
 fn place3d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let mid = p.shape[0][1];
     let cols = p.shape[0][2];
     let col = gid.x;
     let row = wid.y + wid.z * nwg.y;
-    if (col >= cols || row >= p.shape[0][0] * mid) {
+    if (col >= cols || row >= p.shape[0][0] * p.shape[0][1]) {
         return;
     }
-    let o = row / mid;
-    let m = row - o * mid;
-    dst[p.offset + o * p.strides[0][0] + m * p.strides[0][1] + col * p.strides[0][2]] = src[row * cols + col];
+    dst[strided3(row, col)] = src[row * cols + col];
 }
