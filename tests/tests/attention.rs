@@ -1,7 +1,7 @@
 //! Scaled dot-product attention, forward and backward, on both devices against a float64
 //! reference: L != S, lengths that are no multiple of any workgroup, head dims 5 to 128 (and
 //! beyond, where the GPU composes), causal and additive masks (broadcast over heads or batch,
-//! with -inf entries), rows with every key masked.
+//! with -inf entries), rows with every key masked, rows longer than one dispatch walks.
 
 use kiln::nn::functional::scaled_dot_product_attention as sdpa;
 use kiln::{AttentionPolicy, Device, DeviceOptions, Tensor};
@@ -159,6 +159,10 @@ device_test!(attention_matches_f64_forward_and_backward, |dev| {
         Case { dv: 6, ..case(&[3], 10, 12, 8, false, Some(&[10, 12])) },
         // L > S with a causal mask: the first rows see fewer keys, none is empty.
         case(&[2], 20, 7, 8, true, None),
+        // Rows long enough that one invocation walking every key would pass llvmpipe's 65535
+        // loop iterations (529 keys x 129 at D = 64): the kernels walk keys in blocks.
+        case(&[1], 530, 600, 64, false, Some(&[530, 600])),
+        case(&[1], 600, 600, 64, true, None),
     ] {
         for d in variants(dev) {
             check(&d, &c)?;

@@ -15,6 +15,13 @@
 //   attn_bwd_kv: one invocation per key row: dv_j = sum_i p_ij do_i, dk_j = scale * sum_i ds_ij q_i.
 // Both backward kernels recompute the scores; neither writes more than its own rows (no atomics).
 // Head dims up to MAXD.
+//
+// Each dispatch walks one block [p.j0, p.j1) of the loop dimension (keys for attn_fwd and
+// attn_bwd_q, query rows for attn_bwd_kv) and carries the row's running state in the outputs
+// from one block to the next (p.first: start from zero; p.last: finish), so that the loop
+// iterations of one invocation stay bounded: llvmpipe stops every loop of a shader after 65535
+// iterations in all (LP_MAX_TGSI_LOOP_ITERATIONS, shared by the shader's loops), silently, and
+// a real GPU's watchdog cuts long dispatches. The launcher sizes the blocks.
 
 struct Params {
     rows: u32,    // BH * L for attn_fwd / attn_bwd_q, BH * S for attn_bwd_kv
@@ -29,6 +36,10 @@ struct Params {
     m_h: u32,
     m_i: u32,
     m_j: u32,
+    j0: u32,      // this dispatch's block of the loop dimension
+    j1: u32,
+    first: u32,   // 1: the first block (no state yet)
+    last: u32,    // 1: the last block (finish the rows)
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
@@ -38,7 +49,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> dout: array<f32>;
 @group(0) @binding(5) var<storage, read> stats: array<f32>;   // lse [BH * L], then delta [BH * L]
 @group(0) @binding(6) var<storage, read_write> out0: array<f32>; // o, dq or dk
-@group(0) @binding(7) var<storage, read_write> out1: array<f32>; // lse or dv
+@group(0) @binding(7) var<storage, read_write> out1: array<f32>; // lse (then l) or dv
 @group(0) @binding(8) var<uniform> p: Params;
 
 const MAXD: u32 = 128u;
@@ -66,6 +77,8 @@ fn row_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
 }
 
+// Between blocks a row's state is its running maximum m (out1[r]), sum l (out1[rows + r]) and
+// unnormalised output (out0); the last block writes o = acc / l and lse = m + log(l).
 @compute @workgroup_size(64)
 fn attn_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = row_id(gid, nwg);
@@ -76,17 +89,21 @@ fn attn_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let i = r - bh * p.l;
     var qs: array<f32, MAXD>;
     var acc: array<f32, MAXD>;
-    for (var c = 0u; c < p.d; c = c + 1u) {
-        qs[c] = q[r * p.d + c] * p.scale;
-        acc[c] = 0.0;
-    }
     var m = bitcast<f32>(0xff800000u);
     var l = 0.0;
-    var jend = p.s;
-    if (p.causal != 0u) {
-        jend = min(p.s, i + 1u);
+    if (p.first == 0u) {
+        m = out1[r];
+        l = out1[p.rows + r];
     }
-    for (var j = 0u; j < jend; j = j + 1u) {
+    for (var c = 0u; c < p.d; c = c + 1u) {
+        qs[c] = q[r * p.d + c] * p.scale;
+        acc[c] = select(out0[r * p.d + c], 0.0, p.first != 0u);
+    }
+    var jend = p.j1;
+    if (p.causal != 0u) {
+        jend = min(jend, i + 1u);
+    }
+    for (var j = p.j0; j < jend; j = j + 1u) {
         let kr = (bh * p.s + j) * p.d;
         var dot = 0.0;
         for (var c = 0u; c < p.d; c = c + 1u) {
@@ -104,6 +121,14 @@ fn attn_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             acc[c] = acc[c] * corr + e * v[kr + c];
         }
         m = mn;
+    }
+    if (p.last == 0u) {
+        for (var c = 0u; c < p.d; c = c + 1u) {
+            out0[r * p.d + c] = acc[c];
+        }
+        out1[r] = m;
+        out1[p.rows + r] = l;
+        return;
     }
     if (l == 0.0) {
         for (var c = 0u; c < p.d; c = c + 1u) {
@@ -136,11 +161,11 @@ fn attn_bwd_q(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     let lse = stats[r];
     let delta = stats[p.rows + r];
-    var jend = p.s;
+    var jend = p.j1;
     if (p.causal != 0u) {
-        jend = min(p.s, i + 1u);
+        jend = min(jend, i + 1u);
     }
-    for (var j = 0u; j < jend; j = j + 1u) {
+    for (var j = p.j0; j < jend; j = j + 1u) {
         let kr = (bh * p.s + j) * p.d;
         var dot = 0.0;
         for (var c = 0u; c < p.d; c = c + 1u) {
@@ -164,7 +189,7 @@ fn attn_bwd_q(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         }
     }
     for (var c = 0u; c < p.d; c = c + 1u) {
-        out0[r * p.d + c] = acc[c] * p.scale;
+        out0[r * p.d + c] = select(out0[r * p.d + c], 0.0, p.first != 0u) + acc[c] * p.scale;
     }
 }
 
@@ -186,12 +211,12 @@ fn attn_bwd_kv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         dk[c] = 0.0;
         dv[c] = 0.0;
     }
-    var i0 = 0u;
+    var i0 = p.j0;
     if (p.causal != 0u) {
-        i0 = j; // rows i >= j see key j
+        i0 = max(i0, j); // rows i >= j see key j
     }
     let qrows = (p.rows / p.s) * p.l; // BH * L
-    for (var i = i0; i < p.l; i = i + 1u) {
+    for (var i = i0; i < p.j1; i = i + 1u) {
         let qr = bh * p.l + i;
         let qo = qr * p.d;
         var dot = 0.0;
@@ -218,7 +243,7 @@ fn attn_bwd_kv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         }
     }
     for (var c = 0u; c < p.d; c = c + 1u) {
-        out0[r * p.d + c] = dk[c] * p.scale;
-        out1[r * p.d + c] = dv[c];
+        out0[r * p.d + c] = select(out0[r * p.d + c], 0.0, p.first != 0u) + dk[c] * p.scale;
+        out1[r * p.d + c] = select(out1[r * p.d + c], 0.0, p.first != 0u) + dv[c];
     }
 }

@@ -2,6 +2,8 @@
 // and U32 labels [rows].
 //   ce_rows:     per row (one invocation each): lse = max + log(sum(exp(x - max))) and
 //                loss = lse - x[label]; 0 for an ignored row; NaN for a label out of range.
+//   ce_rows_wg:  the same with a workgroup per row, for many classes (each invocation walks
+//                classes / WG of them, and the maximum and sum combine in a tree).
 //   ce_backward: per element: dx = (exp(x - lse) - [c == label]) * g_row; 0 for ignored rows.
 // Bindings: x, labels, lse, g (read) and out, out2 (written); ce_rows reads x and labels and
 // writes loss (out) and lse (out2); ce_backward reads all four and writes dx (out).
@@ -40,7 +42,11 @@ fn ce_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     for (var c = 0u; c < p.classes; c = c + 1u) {
         s = s + exp(x[base + c] - m);
     }
-    let lse = m + log(s);
+    ce_write(r, m + log(s));
+}
+
+// The row's loss from its log-normaliser.
+fn ce_write(r: u32, lse: f32) {
     out2[r] = lse;
     let l = labels[r];
     if (ignored(l)) {
@@ -48,7 +54,49 @@ fn ce_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     } else if (l >= p.classes) {
         out[r] = bitcast<f32>(0x7fc00000u);
     } else {
-        out[r] = lse - x[base + l];
+        out[r] = lse - x[r * p.classes + l];
+    }
+}
+
+const WG: u32 = 256u;
+var<workgroup> red: array<f32, WG>;
+
+@compute @workgroup_size(256)
+fn ce_rows_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) t: u32) {
+    let r = wid.x + wid.y * nwg.x;
+    if (r >= p.rows) {
+        return; // the whole workgroup: r is uniform
+    }
+    let base = r * p.classes;
+    var m = bitcast<f32>(0xff800000u);
+    for (var c = t; c < p.classes; c = c + WG) {
+        m = max(m, x[base + c]);
+    }
+    red[t] = m;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w = w / 2u) {
+        if (t < w) {
+            red[t] = max(red[t], red[t + w]);
+        }
+        workgroupBarrier();
+    }
+    m = red[0];
+    workgroupBarrier();
+    var s = 0.0;
+    for (var c = t; c < p.classes; c = c + WG) {
+        s = s + exp(x[base + c] - m);
+    }
+    red[t] = s;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w = w / 2u) {
+        if (t < w) {
+            red[t] = red[t] + red[t + w];
+        }
+        workgroupBarrier();
+    }
+    if (t == 0u) {
+        ce_write(r, m + log(red[0]));
     }
 }
 

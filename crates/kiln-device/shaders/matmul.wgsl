@@ -9,11 +9,11 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    pad0: u32,
+    a_off: u32, // first element of A (a block of the contracted dim)
     a_rs: u32,  // stride between rows of op(A)
     a_cs: u32,  // stride between columns of op(A)
     a_bs: u32,  // stride between batches of A (0 = broadcast)
-    pad1: u32,
+    b_off: u32, // first element of B
     b_rs: u32,
     b_cs: u32,
     b_bs: u32,
@@ -37,8 +37,8 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let z = gid.z;
-    let a_base = z * p.a_bs;
-    let b_base = z * p.b_bs;
+    let a_base = p.a_off + z * p.a_bs;
+    let b_base = p.b_off + z * p.b_bs;
     // Clamped row / column offsets: loads stay in bounds, stores are masked below.
     let ar0 = a_base + min(row0, p.m - 1u) * p.a_rs;
     let ar1 = a_base + min(row0 + 1u, p.m - 1u) * p.a_rs;
@@ -91,8 +91,8 @@ fn matmul8(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let z = gid.z;
-    let a_base = z * p.a_bs;
-    let b_base = z * p.b_bs;
+    let a_base = p.a_off + z * p.a_bs;
+    let b_base = p.b_off + z * p.b_bs;
     let lm = p.m - 1u;
     let ln = p.n - 1u;
     let ar0 = a_base + min(row0 + 0u, lm) * p.a_rs;

@@ -3,12 +3,20 @@
 // Two shapes of launch: `*_rows` gives each output one invocation (many short reductions);
 // `*_wg` gives each output a workgroup of 256 invocations that each sum a strided slice and then
 // combine in a tree, which keeps long reductions (10^6 elements) both parallel and accurate.
+// A `*_wg` launch may split each output's dim into `chunks` blocks of `chunk` values, a
+// workgroup each, writing out[o * chunks + block] (a second launch reduces the blocks): an
+// invocation's loop then stays within llvmpipe's 65535 iterations per shader however long the
+// dim. Without a split, chunks = 1 and chunk = dim.
 
 struct Params {
     outer: u32,
     dim: u32,
     inner: u32,
     n_out: u32,
+    chunk: u32,
+    chunks: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -83,13 +91,16 @@ fn max_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(256)
 fn sum_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) t: u32) {
-    let o = wid.x + wid.y * nwg.x;
+    let w = wid.x + wid.y * nwg.x;
+    let o = w / p.chunks;
     // Every invocation of the workgroup reaches the barriers, in or out of range.
     let live = o < p.n_out;
     var s = 0.0;
     if (live) {
         let base = base_of(o);
-        for (var d = t; d < p.dim; d = d + WG) {
+        let d0 = (w - o * p.chunks) * p.chunk;
+        let d1 = min(d0 + p.chunk, p.dim);
+        for (var d = d0 + t; d < d1; d = d + WG) {
             s = s + x[base + d * p.inner];
         }
     }
@@ -102,14 +113,14 @@ fn sum_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         workgroupBarrier();
     }
     if (live && t == 0u) {
-        out[o] = sv[0];
+        out[w] = sv[0];
     }
 }
 
 @compute @workgroup_size(256)
 fn max_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) t: u32) {
-    let o = wid.x + wid.y * nwg.x;
+    let o = wid.x + wid.y * nwg.x; // never split: chunks = 1
     let live = o < p.n_out;
     var best = 0.0;
     var bi = 0xffffffffu;

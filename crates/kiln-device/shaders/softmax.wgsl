@@ -43,3 +43,56 @@ fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         }
     }
 }
+
+// softmax_wg: the same for long rows, one workgroup of WG invocations per row, each walking a
+// strided slice (dim / WG values) and combining the maximum and the sum in a tree: a row's
+// loops stay short however long it is (llvmpipe ends a shader's loops, silently, after 65535
+// iterations in all) and its values are read in parallel.
+const WG: u32 = 256u;
+var<workgroup> red: array<f32, WG>;
+
+@compute @workgroup_size(256)
+fn softmax_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) t: u32) {
+    let r = wid.x + wid.y * nwg.x;
+    if (r >= p.n_rows) {
+        return; // the whole workgroup: r is uniform
+    }
+    let base = (r / p.inner) * p.dim * p.inner + (r % p.inner);
+    var m = bitcast<f32>(0xff800000u);
+    for (var d = t; d < p.dim; d = d + WG) {
+        m = max(m, x[base + d * p.inner]);
+    }
+    red[t] = m;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w = w / 2u) {
+        if (t < w) {
+            red[t] = max(red[t], red[t + w]);
+        }
+        workgroupBarrier();
+    }
+    m = red[0];
+    workgroupBarrier();
+    var s = 0.0;
+    for (var d = t; d < p.dim; d = d + WG) {
+        s = s + exp(x[base + d * p.inner] - m);
+    }
+    red[t] = s;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w = w / 2u) {
+        if (t < w) {
+            red[t] = red[t] + red[t + w];
+        }
+        workgroupBarrier();
+    }
+    s = red[0];
+    let ls = m + log(s);
+    for (var d = t; d < p.dim; d = d + WG) {
+        let i = base + d * p.inner;
+        if (LOG == 1u) {
+            y[i] = x[i] - ls;
+        } else {
+            y[i] = exp(x[i] - m) / s;
+        }
+    }
+}

@@ -3,7 +3,9 @@
 //              slice of the finite elements, then the workgroup merges (Chan et al.) in a tree.
 //              Writes 12 words at out[slot * 12]: n_finite, mean, M2, min, max, sum of squares
 //              (floats, bitcast), then zeros, NaNs, Infs (counts). Many tensors write into one
-//              buffer, so a whole model costs one read-back.
+//              buffer, so a whole model costs one read-back. A long tensor is walked in blocks
+//              [off, n), one dispatch each (a block after the first merges into the slot), so
+//              that an invocation's loop stays within llvmpipe's 65535 iterations per shader.
 //   histogram: counts finite elements into `bins` equal bins over [lo, hi] (values outside are
 //              not counted; hi falls in the last bin).
 
@@ -11,7 +13,7 @@ struct Params {
     n: u32,
     slot: u32,
     bins: u32,
-    pad0: u32,
+    off: u32,    // stats: the block's first element (n is its end)
     lo: f32,
     hi: f32,
     pad1: f32,
@@ -53,7 +55,7 @@ fn stats(@builtin(local_invocation_index) t: u32) {
     var zeros = 0u;
     var nans = 0u;
     var infs = 0u;
-    for (var i = t; i < p.n; i = i + WG) {
+    for (var i = p.off + t; i < p.n; i = i + WG) {
         let v = x[i];
         if (is_nan(v)) {
             nans = nans + 1u;
@@ -106,6 +108,25 @@ fn stats(@builtin(local_invocation_index) t: u32) {
     }
     if (t == 0u) {
         let o = p.slot * 12u;
+        if (p.off != 0u) {
+            // Merge with the blocks before (Chan et al.), as the tree did.
+            let na = bitcast<f32>(atomicLoad(&out[o]));
+            let nb = w_n[0];
+            let nn = na + nb;
+            if (na > 0.0) {
+                let ma = bitcast<f32>(atomicLoad(&out[o + 1u]));
+                let d = w_mean[0] - ma;
+                w_mean[0] = ma + d * (nb / nn);
+                w_m2[0] = bitcast<f32>(atomicLoad(&out[o + 2u])) + w_m2[0] + d * d * (na * nb / nn);
+                w_n[0] = nn;
+            }
+            w_min[0] = min(w_min[0], bitcast<f32>(atomicLoad(&out[o + 3u])));
+            w_max[0] = max(w_max[0], bitcast<f32>(atomicLoad(&out[o + 4u])));
+            w_sq[0] = w_sq[0] + bitcast<f32>(atomicLoad(&out[o + 5u]));
+            w_zero[0] = w_zero[0] + atomicLoad(&out[o + 6u]);
+            w_nan[0] = w_nan[0] + atomicLoad(&out[o + 7u]);
+            w_inf[0] = w_inf[0] + atomicLoad(&out[o + 8u]);
+        }
         atomicStore(&out[o], bitcast<u32>(w_n[0]));
         atomicStore(&out[o + 1u], bitcast<u32>(w_mean[0]));
         atomicStore(&out[o + 2u], bitcast<u32>(w_m2[0]));

@@ -4,7 +4,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::u32_of;
+use super::{LOOP_BUDGET, u32_of};
+use crate::context::PipelineEntry;
 use crate::device::GpuDevice;
 use crate::error::{DeviceError, DeviceResult};
 use crate::options::AttentionPolicy;
@@ -41,6 +42,16 @@ mod tests {
         assert!(!fused_attention(Auto, true, 4, 1024, 1024)); // 16 MiB of scores
         assert!(fused_attention(Auto, true, 4, 4096, 4096)); // 256 MiB
         assert!(fused_attention(Fused, true, 1, 1, 1) && !fused_attention(Composed, false, 4, 4096, 4096));
+    }
+
+    #[test]
+    fn blocks_cover_the_range_within_the_loop_budget() {
+        assert_eq!(blocks(0, 10, 0), vec![(0, 0)]);
+        assert_eq!(blocks(5, LOOP_BUDGET, 0), vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]);
+        let b = blocks(4096, 193, 384);
+        assert_eq!(b.first(), Some(&(0, 308)));
+        assert_eq!(b.last().map(|x| x.1), Some(4096));
+        assert!(b.windows(2).all(|w| w[0].1 == w[1].0) && b.iter().all(|&(x, y)| 384 + 193 * (y - x) <= LOOP_BUDGET));
     }
 }
 
@@ -81,6 +92,42 @@ struct AttentionParams {
     causal: u32,
     scale: f32,
     m: [u32; 4],
+    j0: u32,
+    j1: u32,
+    first: u32,
+    last: u32,
+}
+
+/// The blocks [j0, j1) of `n` with at most `fixed + per * len <= LOOP_BUDGET` iterations each
+/// (at least one item per block; one empty block when `n` is 0).
+fn blocks(n: usize, per: usize, fixed: usize) -> Vec<(usize, usize)> {
+    let len = (LOOP_BUDGET.saturating_sub(fixed) / per.max(1)).max(1);
+    if n == 0 {
+        return vec![(0, 0)];
+    }
+    (0..n.div_ceil(len)).map(|b| (b * len, ((b + 1) * len).min(n))).collect()
+}
+
+/// Records one dispatch per block with the block's range and first/last flags in the params.
+fn record_blocks(
+    dev: &GpuDevice,
+    pipe: &PipelineEntry,
+    bufs: &[&wgpu::Buffer],
+    base: AttentionParams,
+    blocks: &[(usize, usize)],
+    groups: [u32; 3],
+) -> DeviceResult<()> {
+    for (b, &(j0, j1)) in blocks.iter().enumerate() {
+        let p = AttentionParams {
+            j0: j0 as u32,
+            j1: j1 as u32,
+            first: (b == 0) as u32,
+            last: (b + 1 == blocks.len()) as u32,
+            ..base
+        };
+        dev.record(pipe, bufs, bytemuck::bytes_of(&p), groups)?;
+    }
+    Ok(())
 }
 
 fn params(op: &'static str, a: &AttentionDesc, rows: usize) -> DeviceResult<AttentionParams> {
@@ -99,6 +146,10 @@ fn params(op: &'static str, a: &AttentionDesc, rows: usize) -> DeviceResult<Atte
         causal: a.causal as u32,
         scale: a.scale,
         m: [u32_of(op, m[0])?, u32_of(op, m[1])?, u32_of(op, m[2])?, u32_of(op, m[3])?],
+        j0: 0,
+        j1: 0,
+        first: 1,
+        last: 1,
     })
 }
 
@@ -115,12 +166,14 @@ pub fn attention_forward(
     let rows = a.bh * a.l;
     let p = params("attention", a, rows)?;
     let o = dev.alloc((rows * a.d).max(1) as u64 * 4, "attention")?;
-    let lse = dev.alloc(rows.max(1) as u64 * 4, "attention")?;
+    // lse, and the running sums between blocks after it.
+    let lse = dev.alloc(2 * rows.max(1) as u64 * 4, "attention")?;
     let cx = dev.cx();
     let m = mask.map(|b| b.raw()).unwrap_or(cx.dummy(0));
     let bufs = [q.raw(), k.raw(), v.raw(), m, cx.dummy(0), cx.dummy(0), o.raw(), lse.raw()];
     let pipe = cx.pipeline(Family::Attention, "attn_fwd", &[])?;
-    dev.record(&pipe, &bufs, bytemuck::bytes_of(&p), grid(cx, rows.div_ceil(64))?)?;
+    let d = a.d;
+    record_blocks(dev, &pipe, &bufs, p, &blocks(a.s, 2 * d + 1, 3 * d), grid(cx, rows.div_ceil(64))?)?;
     Ok((o, lse))
 }
 
@@ -148,9 +201,10 @@ pub fn attention_backward(
     let ro = [q.raw(), k.raw(), v.raw(), m, dout.raw(), stats.raw()];
     let pipe = cx.pipeline(Family::Attention, "attn_bwd_q", &[])?;
     let bufs: Vec<&wgpu::Buffer> = ro.iter().copied().chain([dq.raw(), cx.dummy(1)]).collect();
-    dev.record(&pipe, &bufs, bytemuck::bytes_of(&pq), grid(cx, qrows.div_ceil(64))?)?;
+    let (per, fixed) = (3 * a.d + 1, 6 * a.d);
+    record_blocks(dev, &pipe, &bufs, pq, &blocks(a.s, per, fixed), grid(cx, qrows.div_ceil(64))?)?;
     let pipe = cx.pipeline(Family::Attention, "attn_bwd_kv", &[])?;
     let bufs: Vec<&wgpu::Buffer> = ro.iter().copied().chain([dk.raw(), dv.raw()]).collect();
-    dev.record(&pipe, &bufs, bytemuck::bytes_of(&pk), grid(cx, krows.div_ceil(64))?)?;
+    record_blocks(dev, &pipe, &bufs, pk, &blocks(a.l, per, fixed), grid(cx, krows.div_ceil(64))?)?;
     Ok((dq, dk, dv))
 }

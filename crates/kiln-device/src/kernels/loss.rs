@@ -4,9 +4,9 @@ use bytemuck::{Pod, Zeroable};
 
 use super::u32_of;
 use crate::device::GpuDevice;
-use crate::error::DeviceResult;
+use crate::error::{DeviceError, DeviceResult};
 use crate::pool::GpuBuffer;
-use crate::recorder::grid_threads;
+use crate::recorder::{grid, grid_threads};
 use crate::wgsl::Family;
 
 #[repr(C)]
@@ -27,6 +27,10 @@ fn loss_params(rows: usize, classes: usize, ignore: Option<u32>) -> DeviceResult
     })
 }
 
+/// The most classes [`cross_entropy_rows`] takes: a row's invocations walk 2 x classes / 256
+/// values within [`super::LOOP_BUDGET`] iterations.
+pub const CE_MAX_CLASSES: usize = super::LOOP_BUDGET / 2 * 256;
+
 /// Fused softmax cross-entropy per row: returns (loss `[rows]`, logsumexp `[rows]`) for logits
 /// `x` `[rows, classes]` and U32 `labels` `[rows]`; ignored rows give 0, out-of-range labels NaN.
 pub fn cross_entropy_rows(
@@ -40,9 +44,19 @@ pub fn cross_entropy_rows(
     let loss = dev.alloc(rows as u64 * 4, "cross_entropy")?;
     let lse = dev.alloc(rows as u64 * 4, "cross_entropy")?;
     let params = loss_params(rows, classes, ignore)?;
-    let pipe = dev.cx().pipeline(Family::Loss, "ce_rows", &[])?;
+    // Many classes: a workgroup per row, within the loop budget up to CE_MAX_CLASSES.
+    if classes > CE_MAX_CLASSES {
+        let msg = format!("{classes} classes are more than the {CE_MAX_CLASSES} one launch takes");
+        return Err(DeviceError::Launch { op: "cross_entropy", msg });
+    }
+    let (entry, groups) = if classes >= super::softmax::SOFTMAX_WG_DIM {
+        ("ce_rows_wg", grid(dev.cx(), rows)?)
+    } else {
+        ("ce_rows", grid_threads(dev.cx(), rows)?)
+    };
+    let pipe = dev.cx().pipeline(Family::Loss, entry, &[])?;
     let bufs = [x.raw(), labels.raw(), dev.cx().dummy(0), dev.cx().dummy(1), loss.raw(), lse.raw()];
-    dev.record(&pipe, &bufs, bytemuck::bytes_of(&params), grid_threads(dev.cx(), rows)?)?;
+    dev.record(&pipe, &bufs, bytemuck::bytes_of(&params), groups)?;
     Ok((loss, lse))
 }
 

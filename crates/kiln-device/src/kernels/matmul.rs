@@ -48,11 +48,11 @@ struct MatmulParams {
     m: u32,
     n: u32,
     k: u32,
-    pad0: u32,
+    a_off: u32,
     a_rs: u32,
     a_cs: u32,
     a_bs: u32,
-    pad1: u32,
+    b_off: u32,
     b_rs: u32,
     b_cs: u32,
     b_bs: u32,
@@ -61,8 +61,31 @@ struct MatmulParams {
     pad3: [u32; 3],
 }
 
+/// The longest contracted dim one dispatch walks: every kernel's invocation loops over its
+/// block of K once, and llvmpipe ends a shader's loops, silently, after 65535 iterations in all
+/// (`LP_MAX_TGSI_LOOP_ITERATIONS`). A longer K is contracted in blocks of this many (a multiple
+/// of 4, so that the blocks keep the vec4 kernels' alignment) whose products are summed.
+pub const MATMUL_K_BLOCK: usize = 32768;
+
 /// Batched matmul; see [`MatmulDesc`].
 pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> DeviceResult<GpuBuffer> {
+    if d.k <= MATMUL_K_BLOCK {
+        return matmul_block(dev, a, b, d, 0);
+    }
+    let shape = [d.batch * d.m * d.n];
+    let mut sum: Option<GpuBuffer> = None;
+    for k0 in (0..d.k).step_by(MATMUL_K_BLOCK) {
+        let part = matmul_block(dev, a, b, &MatmulDesc { k: MATMUL_K_BLOCK.min(d.k - k0), ..*d }, k0)?;
+        sum = Some(match sum {
+            None => part,
+            Some(s) => super::binary(dev, crate::op::BinaryOp::Add, &s, &part, &shape, &[1], &[1])?,
+        });
+    }
+    Ok(sum.expect("k > 0"))
+}
+
+/// The product over the contracted block [k0, k0 + d.k) of the operands' K.
+fn matmul_block(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc, k0: usize) -> DeviceResult<GpuBuffer> {
     let out_len = d.batch * d.m * d.n;
     let mut out = dev.alloc(out_len as u64 * 4, "matmul")?;
     if out_len == 0 {
@@ -78,11 +101,11 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
         m: u(d.m)?,
         n: u(d.n)?,
         k: u(d.k)?,
-        pad0: 0,
+        a_off: u(k0 * d.a_cs)?,
         a_rs: u(d.a_rs)?,
         a_cs: u(d.a_cs)?,
         a_bs: u(d.a_bs)?,
-        pad1: 0,
+        b_off: u(k0 * d.b_rs)?,
         b_rs: u(d.b_rs)?,
         b_cs: u(d.b_cs)?,
         b_bs: u(d.b_bs)?,

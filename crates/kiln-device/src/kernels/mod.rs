@@ -8,6 +8,14 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{DeviceError, DeviceResult};
 
+/// The loop iterations one invocation may run in one dispatch, every loop of the kernel
+/// counted: llvmpipe (Mesa's software rasteriser, under lavapipe) ends every loop of a shader,
+/// silently, once the shader's loops have run 65535 iterations in all
+/// (`LP_MAX_TGSI_LOOP_ITERATIONS` in gallivm, shared by all its loops), and a real GPU's
+/// watchdog cuts long dispatches. A kernel whose loops grow with the data walks it in blocks
+/// (one dispatch each), spreads it over a workgroup, or refuses past its limit with an error.
+pub const LOOP_BUDGET: usize = 60_000;
+
 mod attention;
 mod binary;
 mod copy;

@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::u32_of;
+use super::{LOOP_BUDGET, u32_of};
 use crate::device::GpuDevice;
 use crate::error::{DeviceError, DeviceResult};
 use crate::pool::GpuBuffer;
@@ -29,6 +29,13 @@ fn channel_sums(
 ) -> DeviceResult<GpuBuffer> {
     if n * l == 0 || c == 0 {
         return Err(DeviceError::Launch { op, msg: format!("empty channels: [{n}, {c}, {l}]") });
+    }
+    // An invocation walks n / (256 / l) rows of l / 256 values (lanes along l, groups of lanes
+    // along n for short channels): within the loop budget, or refused.
+    let iters = if l < 256 { n.div_ceil(256 / l) * 2 } else { n * (1 + l.div_ceil(256)) };
+    if iters + 16 > LOOP_BUDGET {
+        let msg = format!("channels of [{n}, {c}, {l}] are longer than one launch walks ({LOOP_BUDGET} steps)");
+        return Err(DeviceError::Launch { op, msg });
     }
     let out = dev.alloc(2 * c as u64 * 4, op)?;
     let params = NormParams { n: u32_of(op, n)?, c: u32_of(op, c)?, l: u32_of(op, l)?, mode: v.is_some() as u32 };
@@ -90,6 +97,11 @@ fn row_params(op: &'static str, rows: usize, n: usize, flags: u32, eps: f32) -> 
         return Err(DeviceError::Launch { op, msg: format!("empty rows: [{rows}, {n}]") });
     }
     u32_of(op, rows * n)?;
+    // A long row's invocations walk it three times in strides of 256.
+    if 3 * n.div_ceil(256) + 16 > LOOP_BUDGET {
+        let msg = format!("rows of {n} are longer than one launch walks ({LOOP_BUDGET} steps)");
+        return Err(DeviceError::Launch { op, msg });
+    }
     Ok(RowParams { rows: u32_of(op, rows)?, n: u32_of(op, n)?, flags, eps })
 }
 

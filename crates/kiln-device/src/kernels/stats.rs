@@ -15,7 +15,7 @@ struct StatsParams {
     n: u32,
     slot: u32,
     bins: u32,
-    pad0: u32,
+    off: u32,
     lo: f32,
     hi: f32,
     pad1: [f32; 2],
@@ -28,18 +28,32 @@ pub const STATS_WORDS: usize = 12;
 /// n_finite, mean, M2, min, max, sum of squares as f32 bits, then zero/NaN/Inf counts). Many
 /// tensors can share one `out`, read back once.
 pub fn tensor_stats(dev: &GpuDevice, x: &GpuBuffer, n: usize, out: &GpuBuffer, slot: usize) -> DeviceResult<()> {
-    let params = StatsParams {
-        n: u32_of("stats", n)?,
-        slot: u32_of("stats", slot)?,
-        bins: 0,
-        pad0: 0,
-        lo: 0.0,
-        hi: 0.0,
-        pad1: [0.0; 2],
-    };
+    u32_of("stats", n)?;
     let pipe = dev.cx().pipeline(Family::Stats, "stats", &[])?;
-    dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&params), [1, 1, 1])
+    // Blocks of STATS_BLOCK: an invocation walks STATS_BLOCK / 256 elements per dispatch.
+    let mut off = 0;
+    loop {
+        let end = (off + STATS_BLOCK).min(n);
+        let params = StatsParams {
+            n: end as u32,
+            slot: u32_of("stats", slot)?,
+            bins: 0,
+            off: off as u32,
+            lo: 0.0,
+            hi: 0.0,
+            pad1: [0.0; 2],
+        };
+        dev.record(&pipe, &[x.raw(), out.raw()], bytemuck::bytes_of(&params), [1, 1, 1])?;
+        if end >= n {
+            return Ok(());
+        }
+        off = end;
+    }
 }
+
+/// Elements per `stats` dispatch: 256 invocations, [`super::LOOP_BUDGET`] / 2 loop
+/// iterations each.
+const STATS_BLOCK: usize = super::LOOP_BUDGET / 2 * 256;
 
 /// A histogram of the finite elements of `x` in `bins` equal bins over [lo, hi].
 pub fn histogram(dev: &GpuDevice, x: &GpuBuffer, n: usize, bins: usize, lo: f32, hi: f32) -> DeviceResult<GpuBuffer> {
@@ -51,7 +65,7 @@ pub fn histogram(dev: &GpuDevice, x: &GpuBuffer, n: usize, bins: usize, lo: f32,
         n: u32_of("histogram", n)?,
         slot: 0,
         bins: u32_of("histogram", bins)?,
-        pad0: 0,
+        off: 0,
         lo,
         hi,
         pad1: [0.0; 2],

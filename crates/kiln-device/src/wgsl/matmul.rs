@@ -8,9 +8,10 @@ use super::matmul_tiles::TileKernel;
 
 /// The fields of every matmul kernel's `Params` (mirrored by the launcher's `MatmulParams`):
 /// C (m x n) = op(A) (m x k) * op(B) (k x n), row/column/batch strides of op(A) and op(B) in
-/// floats, C's batch stride.
-pub(crate) const PARAMS_FIELDS: &str = "    m: u32,\n    n: u32,\n    k: u32,\n    pad0: u32,\n    \
-    a_rs: u32,\n    a_cs: u32,\n    a_bs: u32,\n    pad1: u32,\n    b_rs: u32,\n    b_cs: u32,\n    \
+/// floats, C's batch stride, and where A and B start (a block of the contracted dim: see
+/// `MATMUL_K_BLOCK`).
+pub(crate) const PARAMS_FIELDS: &str = "    m: u32,\n    n: u32,\n    k: u32,\n    a_off: u32,\n    \
+    a_rs: u32,\n    a_cs: u32,\n    a_bs: u32,\n    b_off: u32,\n    b_rs: u32,\n    b_cs: u32,\n    \
     b_bs: u32,\n    pad2: u32,\n    c_bs: u32,\n    pad3: u32,\n    pad4: u32,\n    pad5: u32,\n";
 
 /// The scalar kernels of the hand-written `matmul.wgsl` (any strides).

@@ -224,8 +224,13 @@ const S: usize = LANES;
 /// forms whose lanes own rows and read B by vec4 rows: `Nn`, `Nn1`).
 fn columns_and_accumulators(o: &mut String, r_n: usize, t_n: usize) {
     for t in 0..t_n {
-        writeln!(o, "    let bc{t} = z * p.b_bs / 4u + min(wg.x * {}u + {}u + lane, n4 - 1u);", S * t_n, S * t)
-            .unwrap();
+        writeln!(
+            o,
+            "    let bc{t} = (p.b_off + z * p.b_bs) / 4u + min(wg.x * {}u + {}u + lane, n4 - 1u);",
+            S * t_n,
+            S * t
+        )
+        .unwrap();
     }
     for r in 0..r_n {
         for t in 0..t_n {
@@ -260,7 +265,7 @@ fn a_rows(o: &mut String, r_n: usize) {
     for r in 0..r_n {
         writeln!(
             o,
-            "    let ar{r} = (z * p.a_bs + min(wg.y * {}u + {}u + lane, p.m - 1u) * p.a_rs) / 4u;",
+            "    let ar{r} = ((p.a_off + z * p.a_bs) + min(wg.y * {}u + {}u + lane, p.m - 1u) * p.a_rs) / 4u;",
             S * r_n,
             S * r
         )
@@ -308,7 +313,7 @@ fn nt(o: &mut String, r_n: usize, t_n: usize) {
     for t in 0..t_n {
         writeln!(
             o,
-            "    let bc{t} = (z * p.b_bs + min(wg.x * {}u + {}u + lane, p.n - 1u) * p.b_cs) / 4u;",
+            "    let bc{t} = ((p.b_off + z * p.b_bs) + min(wg.x * {}u + {}u + lane, p.n - 1u) * p.b_cs) / 4u;",
             S * t_n,
             S * t
         )
@@ -342,12 +347,22 @@ fn nt(o: &mut String, r_n: usize, t_n: usize) {
 fn tn(o: &mut String, g_n: usize, t_n: usize) {
     o.push_str("    let rs4 = p.b_rs / 4u;\n    let n4 = p.n / 4u;\n    let cs4 = p.a_cs / 4u;\n");
     for g in 0..g_n {
-        writeln!(o, "    let ag{g} = z * p.a_bs / 4u + min(wg.y * {}u + {}u + lane, p.m / 4u - 1u);", S * g_n, S * g)
-            .unwrap();
+        writeln!(
+            o,
+            "    let ag{g} = (p.a_off + z * p.a_bs) / 4u + min(wg.y * {}u + {}u + lane, p.m / 4u - 1u);",
+            S * g_n,
+            S * g
+        )
+        .unwrap();
     }
     for t in 0..t_n {
-        writeln!(o, "    let bc{t} = z * p.b_bs / 4u + min(wg.x * {}u + {}u + lane, n4 - 1u);", S * t_n, S * t)
-            .unwrap();
+        writeln!(
+            o,
+            "    let bc{t} = (p.b_off + z * p.b_bs) / 4u + min(wg.x * {}u + {}u + lane, n4 - 1u);",
+            S * t_n,
+            S * t
+        )
+        .unwrap();
     }
     let comps = ["x", "y", "z", "w"];
     for g in 0..g_n {
@@ -432,8 +447,13 @@ fn tn(o: &mut String, g_n: usize, t_n: usize) {
 fn nn1(o: &mut String, r_n: usize, t_n: usize) {
     o.push_str("    let rs4 = p.b_rs / 4u;\n    let n4 = p.n / 4u;\n");
     for r in 0..r_n {
-        writeln!(o, "    let ar{r} = z * p.a_bs + min(wg.y * {}u + {}u + lane, p.m - 1u) * p.a_rs;", S * r_n, S * r)
-            .unwrap();
+        writeln!(
+            o,
+            "    let ar{r} = (p.a_off + z * p.a_bs) + min(wg.y * {}u + {}u + lane, p.m - 1u) * p.a_rs;",
+            S * r_n,
+            S * r
+        )
+        .unwrap();
     }
     columns_and_accumulators(o, r_n, t_n);
     o.push_str("    for (var k = 0u; k < p.k; k = k + 1u) {\n");
@@ -457,10 +477,14 @@ fn nn1(o: &mut String, r_n: usize, t_n: usize) {
 fn cols(o: &mut String, m_n: usize, t_n: usize) {
     o.push_str("    let rs4 = p.b_rs / 4u;\n    let n4 = p.n / 4u;\n");
     for h in 0..m_n / S {
-        writeln!(o, "    let ar{h} = z * p.a_bs + min({}u + lane, p.m - 1u) * p.a_rs;", S * h).unwrap();
+        writeln!(o, "    let ar{h} = (p.a_off + z * p.a_bs) + min({}u + lane, p.m - 1u) * p.a_rs;", S * h).unwrap();
     }
     for t in 0..t_n {
-        writeln!(o, "    let bc{t} = z * p.b_bs / 4u + min((wg.x * {t_n}u + {t}u) * {S}u + lane, n4 - 1u);").unwrap();
+        writeln!(
+            o,
+            "    let bc{t} = (p.b_off + z * p.b_bs) / 4u + min((wg.x * {t_n}u + {t}u) * {S}u + lane, n4 - 1u);"
+        )
+        .unwrap();
     }
     for i in 0..m_n {
         for t in 0..t_n {

@@ -89,7 +89,7 @@ impl TileKernel {
         if self.form != TileForm::Tn {
             o.push_str("    let lm = p.m - 1u;\n");
             for r in 0..r_n {
-                writeln!(o, "    let ar{r} = (z * p.a_bs + min(row0 + {r}u, lm) * p.a_rs) / 4u;").unwrap();
+                writeln!(o, "    let ar{r} = ((p.a_off + z * p.a_bs) + min(row0 + {r}u, lm) * p.a_rs) / 4u;").unwrap();
             }
         }
         for r in 0..r_n {
@@ -124,7 +124,7 @@ fn fma4(acc: &str, a: &str, b: &str) -> String {
 fn nn(o: &mut String, r_n: usize) {
     // B's rows in vec4 units; the high half is clamped so that it stays in bounds when N % 8 == 4.
     o.push_str(
-        "    let b_base = z * p.b_bs / 4u;\n    let n4 = p.n / 4u;\n    let rs4 = p.b_rs / 4u;\n    \
+        "    let b_base = (p.b_off + z * p.b_bs) / 4u;\n    let n4 = p.n / 4u;\n    let rs4 = p.b_rs / 4u;\n    \
          let cl = col0 / 4u;\n    let ch = min(col0 / 4u + 1u, n4 - 1u);\n    \
          for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {\n        let r0 = b_base + (k4 * 4u) * rs4;\n",
     );
@@ -145,7 +145,7 @@ fn nt(o: &mut String, r_n: usize) {
     // Columns of op(B) are rows of the stored [N, K] buffer, in vec4 units.
     o.push_str("    let ln = p.n - 1u;\n");
     for j in 0..8 {
-        writeln!(o, "    let bc{j} = (z * p.b_bs + min(col0 + {j}u, ln) * p.b_cs) / 4u;").unwrap();
+        writeln!(o, "    let bc{j} = ((p.b_off + z * p.b_bs) + min(col0 + {j}u, ln) * p.b_cs) / 4u;").unwrap();
     }
     o.push_str("    for (var k4 = 0u; k4 < p.k / 4u; k4 = k4 + 1u) {\n");
     for j in 0..8 {
@@ -166,8 +166,8 @@ fn nt(o: &mut String, r_n: usize) {
 fn tn(o: &mut String) {
     // Column blocks clamped so that both halves stay in bounds when M or N % 8 == 4.
     o.push_str(
-        "    let m4 = p.m / 4u;\n    let n4 = p.n / 4u;\n    let a_base = z * p.a_bs / 4u;\n    \
-         let b_base = z * p.b_bs / 4u;\n    let ars4 = p.a_cs / 4u;\n    let brs4 = p.b_rs / 4u;\n    \
+        "    let m4 = p.m / 4u;\n    let n4 = p.n / 4u;\n    let a_base = (p.a_off + z * p.a_bs) / 4u;\n    \
+         let b_base = (p.b_off + z * p.b_bs) / 4u;\n    let ars4 = p.a_cs / 4u;\n    let brs4 = p.b_rs / 4u;\n    \
          let al = row0 / 4u;\n    let ah = min(row0 / 4u + 1u, m4 - 1u);\n    let bl = col0 / 4u;\n    \
          let bh = min(col0 / 4u + 1u, n4 - 1u);\n    for (var k = 0u; k < p.k; k = k + 1u) {\n        \
          let a0 = a[a_base + k * ars4 + al];\n        let a1 = a[a_base + k * ars4 + ah];\n        \

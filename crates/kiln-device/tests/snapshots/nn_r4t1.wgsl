@@ -3,11 +3,11 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    pad0: u32,
+    a_off: u32,
     a_rs: u32,
     a_cs: u32,
     a_bs: u32,
-    pad1: u32,
+    b_off: u32,
     b_rs: u32,
     b_cs: u32,
     b_bs: u32,
@@ -34,11 +34,11 @@ fn nn_r4t1(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id
     let z = wg.z;
     let rs4 = p.b_rs / 4u;
     let n4 = p.n / 4u;
-    let ar0 = (z * p.a_bs + min(wg.y * 32u + 0u + lane, p.m - 1u) * p.a_rs) / 4u;
-    let ar1 = (z * p.a_bs + min(wg.y * 32u + 8u + lane, p.m - 1u) * p.a_rs) / 4u;
-    let ar2 = (z * p.a_bs + min(wg.y * 32u + 16u + lane, p.m - 1u) * p.a_rs) / 4u;
-    let ar3 = (z * p.a_bs + min(wg.y * 32u + 24u + lane, p.m - 1u) * p.a_rs) / 4u;
-    let bc0 = z * p.b_bs / 4u + min(wg.x * 8u + 0u + lane, n4 - 1u);
+    let ar0 = ((p.a_off + z * p.a_bs) + min(wg.y * 32u + 0u + lane, p.m - 1u) * p.a_rs) / 4u;
+    let ar1 = ((p.a_off + z * p.a_bs) + min(wg.y * 32u + 8u + lane, p.m - 1u) * p.a_rs) / 4u;
+    let ar2 = ((p.a_off + z * p.a_bs) + min(wg.y * 32u + 16u + lane, p.m - 1u) * p.a_rs) / 4u;
+    let ar3 = ((p.a_off + z * p.a_bs) + min(wg.y * 32u + 24u + lane, p.m - 1u) * p.a_rs) / 4u;
+    let bc0 = (p.b_off + z * p.b_bs) / 4u + min(wg.x * 8u + 0u + lane, n4 - 1u);
     var c0_0_0 = vec4<f32>(0.0);
     var c0_0_1 = vec4<f32>(0.0);
     var c0_0_2 = vec4<f32>(0.0);

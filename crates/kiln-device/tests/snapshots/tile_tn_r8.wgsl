@@ -3,11 +3,11 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    pad0: u32,
+    a_off: u32,
     a_rs: u32,
     a_cs: u32,
     a_bs: u32,
-    pad1: u32,
+    b_off: u32,
     b_rs: u32,
     b_cs: u32,
     b_bs: u32,
@@ -60,8 +60,8 @@ fn tile_tn_r8(@builtin(global_invocation_id) gid: vec3<u32>) {
     var hi7 = vec4<f32>(0.0);
     let m4 = p.m / 4u;
     let n4 = p.n / 4u;
-    let a_base = z * p.a_bs / 4u;
-    let b_base = z * p.b_bs / 4u;
+    let a_base = (p.a_off + z * p.a_bs) / 4u;
+    let b_base = (p.b_off + z * p.b_bs) / 4u;
     let ars4 = p.a_cs / 4u;
     let brs4 = p.b_rs / 4u;
     let al = row0 / 4u;
