@@ -1,6 +1,6 @@
 //! The `attention` workload: causal self-attention forward + backward at B = 1, H = 4, D = 64
-//! for L = 256, 1024, 4096, kiln's fused `scaled_dot_product_attention` against the unfused
-//! composition (matmul, masked softmax, matmul): the GPU pool's peak bytes above the inputs,
+//! for L = 256, 1024, 4096, kiln's `scaled_dot_product_attention` in its fused and blocked
+//! forms against the unfused composition written out (matmul, masked softmax, matmul): the GPU pool's peak bytes above the inputs,
 //! each on a device of its own so that peaks do not mix, and the time of one forward+backward.
 
 use std::time::Instant;
@@ -10,9 +10,9 @@ use kiln::{AttentionPolicy, Device, DeviceOptions, Result, Tensor};
 
 /// One causal forward+backward of either form; returns the sum of the gradients' sums (read
 /// back, so the work is done).
-fn step(q: &Tensor, k: &Tensor, v: &Tensor, fused: bool) -> Result<f32> {
+fn step(q: &Tensor, k: &Tensor, v: &Tensor, sdpa: bool) -> Result<f32> {
     let l = q.shape()[2];
-    let y = if fused {
+    let y = if sdpa {
         scaled_dot_product_attention(q, k, v, None, true)?
     } else {
         let scores = q.matmul(&k.transpose(2usize, 3usize)?)?.mul_scalar(1.0 / (q.shape()[3] as f32).sqrt())?;
@@ -25,7 +25,7 @@ fn step(q: &Tensor, k: &Tensor, v: &Tensor, fused: bool) -> Result<f32> {
 }
 
 /// Peak pool MiB above the inputs and ms per forward+backward (timed at `time_it` only).
-fn measure(dev: &Device, l: usize, fused: bool, time_it: bool) -> Result<(f64, Option<f64>)> {
+fn measure(dev: &Device, l: usize, sdpa: bool, time_it: bool) -> Result<(f64, Option<f64>)> {
     kiln::manual_seed(0);
     let shape = [1, 4, l, 64];
     let q = Tensor::randn(&shape, dev)?.set_requires_grad(true);
@@ -34,7 +34,7 @@ fn measure(dev: &Device, l: usize, fused: bool, time_it: bool) -> Result<(f64, O
     dev.synchronize()?;
     let stats = || dev.as_gpu().map(|g| g.pool_stats()).unwrap_or_default();
     let base = stats().live_bytes + stats().cached_bytes;
-    step(&q, &k, &v, fused)?;
+    step(&q, &k, &v, sdpa)?;
     let peak = (stats().peak_bytes.saturating_sub(base)) as f64 / (1 << 20) as f64;
     let ms = if time_it {
         let t = Instant::now();
@@ -42,7 +42,7 @@ fn measure(dev: &Device, l: usize, fused: bool, time_it: bool) -> Result<(f64, O
             for x in [&q, &k, &v] {
                 x.zero_grad();
             }
-            step(&q, &k, &v, fused)?;
+            step(&q, &k, &v, sdpa)?;
         }
         Some(t.elapsed().as_secs_f64() / 3.0 * 1e3)
     } else {
@@ -58,14 +58,17 @@ pub fn attention(dev: &Device) -> Result<Vec<String>> {
         return Ok(lines);
     }
     for l in [256usize, 1024, 4096] {
-        for fused in [true, false] {
-            // The fused form forced: by default a software adapter composes problems this small.
-            let own =
-                Device::gpu_with(DeviceOptions { attention: AttentionPolicy::Fused, ..DeviceOptions::default() })?;
-            let form = if fused { "fused" } else { "composed" };
+        for (form, attention) in [
+            ("fused", AttentionPolicy::Fused),
+            ("blocked", AttentionPolicy::Blocked),
+            ("composed", AttentionPolicy::Composed),
+        ] {
+            // Each form forced (by default a software adapter composes problems this small).
+            let own = Device::gpu_with(DeviceOptions { attention, ..DeviceOptions::default() })?;
+            let sdpa = attention != AttentionPolicy::Composed;
             let head = format!("workload=attention impl={} form={form} l={l}", crate::impl_name(dev));
             // The composition's scores may not fit one buffer: reported, not fatal.
-            lines.push(match measure(&own, l, fused, l == 1024) {
+            lines.push(match measure(&own, l, sdpa, l == 1024) {
                 Ok((peak, ms)) => {
                     format!("{head} peak_mib={peak:.1}{}", ms.map(|m| format!(" ms={m:.1}")).unwrap_or_default())
                 }

@@ -7,12 +7,14 @@ use kiln::nn::functional::scaled_dot_product_attention as sdpa;
 use kiln::{AttentionPolicy, Device, DeviceOptions, Tensor};
 use kiln_tests::{assert_close, device_test, f64s, gpu_device_with, tensor, weighted_sum};
 
-/// `dev`, and on a GPU also a device of its own that always takes the fused kernels (by default
-/// a software adapter composes problems this small).
+/// `dev`, and on a GPU also devices of their own that always take the fused kernels and the
+/// blocked form (by default a software adapter composes problems this small).
 fn variants(dev: &Device) -> Vec<Device> {
     let mut v = vec![dev.clone()];
     if dev.is_gpu() {
-        v.extend(gpu_device_with(DeviceOptions { attention: AttentionPolicy::Fused, ..DeviceOptions::default() }));
+        for attention in [AttentionPolicy::Fused, AttentionPolicy::Blocked] {
+            v.extend(gpu_device_with(DeviceOptions { attention, ..DeviceOptions::default() }));
+        }
     }
     v
 }
@@ -160,9 +162,14 @@ device_test!(attention_matches_f64_forward_and_backward, |dev| {
         // L > S with a causal mask: the first rows see fewer keys, none is empty.
         case(&[2], 20, 7, 8, true, None),
         // Rows long enough that one invocation walking every key would pass llvmpipe's 65535
-        // loop iterations (529 keys x 129 at D = 64): the kernels walk keys in blocks.
+        // loop iterations (529 keys x 129 at D = 64): the kernels walk keys in blocks; several
+        // key blocks of the blocked form (256 keys), the last one partial.
         case(&[1], 530, 600, 64, false, Some(&[530, 600])),
         case(&[1], 600, 600, 64, true, None),
+        // Causal with masks over several key blocks (whose rows start at the block's first key):
+        // a per-batch mask with rows, and a mask of keys only.
+        case(&[2, 1], 300, 300, 8, true, Some(&[2, 1, 300, 300])),
+        case(&[2], 300, 290, 8, true, Some(&[290])),
     ] {
         for d in variants(dev) {
             check(&d, &c)?;

@@ -34,8 +34,8 @@ pub(crate) enum Op {
     Narrow { x: Tensor, dim: usize, start: usize },
     /// y = the xs joined along `dim`, of lengths `lens` there.
     Cat { xs: Vec<Tensor>, dim: usize, lens: Vec<usize> },
-    /// y = the fused scaled dot-product attention of q, k, v (GPU), with the output and the
-    /// rows' log-normalisers saved for the backward (which recomputes the scores).
+    /// y = the fused or blocked scaled dot-product attention of q, k, v (GPU), with the output
+    /// and the rows' log-normalisers saved for the backward (which recomputes the scores).
     Attention {
         q: Tensor,
         k: Tensor,
@@ -44,6 +44,8 @@ pub(crate) enum Op {
         desc: kiln_device::kernels::AttentionDesc,
         out: Tensor,
         lse: Tensor,
+        /// The blocked form's node (`ops/attention_blocked.rs`), not the fused kernels'.
+        blocked: bool,
     },
     /// y = layer normalisation of x over rows of its trailing dims (GPU), times weight, plus
     /// bias; `stats` holds the rows' means then 1 / std.
@@ -208,8 +210,8 @@ impl Op {
             Op::LayerNorm { x, weight, bias, stats, rows } => {
                 Tensor::layer_norm_backward(g, x, weight.as_ref(), bias.is_some(), stats, *rows)?
             }
-            Op::Attention { q, k, v, mask, desc, out, lse } => {
-                let [dq, dk, dv] = Tensor::attention_backward(g, q, k, v, mask.as_ref(), desc, out, lse)?;
+            Op::Attention { q, k, v, mask, desc, out, lse, blocked } => {
+                let [dq, dk, dv] = Tensor::attention_backward(g, q, k, v, mask.as_ref(), desc, out, lse, *blocked)?;
                 vec![Some(dq), Some(dk), Some(dv)]
             }
             Op::Cat { dim, lens, .. } => {

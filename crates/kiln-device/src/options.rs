@@ -40,16 +40,20 @@ pub enum MatmulPolicy {
     Scalar8,
 }
 
-/// Which form `scaled_dot_product_attention` takes on the device (`kernels::fused_attention`).
+/// Which form `scaled_dot_product_attention` takes on the device (`kernels::attention_form`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AttentionPolicy {
-    /// The fused kernels, except on a software adapter when the score matrix is small enough to
-    /// hold: there the composition (matmul, softmax, matmul) is measured faster.
+    /// The fused kernels, except on a software adapter: there the composition (matmul,
+    /// softmax, matmul) when the score matrix is small enough to hold, else the blocked form;
+    /// both measured faster there than the fused kernels.
     #[default]
     Auto,
-    /// Always the fused kernels (O(L) memory per row).
+    /// Always the fused kernels (O(D) memory per row beyond the inputs).
     Fused,
-    /// Always the composition.
+    /// Always the blocked form: keys in blocks, each block's scores by the matmul kernels and
+    /// an online softmax across blocks (O(block) memory per row).
+    Blocked,
+    /// Always the composition (the whole [L, S] score matrix).
     Composed,
 }
 
@@ -66,7 +70,7 @@ pub struct DeviceOptions {
     pub wide: bool,
     /// Write every generated kernel's WGSL into this folder (for reading), as `<name>.wgsl`.
     pub dump_wgsl: Option<PathBuf>,
-    /// Fused or composed attention.
+    /// Fused, blocked or composed attention.
     pub attention: AttentionPolicy,
 }
 
@@ -96,6 +100,7 @@ impl DeviceOptions {
         match v.as_deref() {
             Some("fused") => AttentionPolicy::Fused,
             Some("composed") => AttentionPolicy::Composed,
+            Some("blocked") => AttentionPolicy::Blocked,
             _ => AttentionPolicy::Auto,
         }
     }
@@ -140,6 +145,7 @@ mod tests {
         assert_eq!(DeviceOptions::from_vars(s("yes"), s("fast"), None, None), DeviceOptions::default());
         assert_eq!(DeviceOptions::attention_from(s("fused")), AttentionPolicy::Fused);
         assert_eq!(DeviceOptions::attention_from(s("composed")), AttentionPolicy::Composed);
+        assert_eq!(DeviceOptions::attention_from(s("blocked")), AttentionPolicy::Blocked);
         assert_eq!(DeviceOptions::attention_from(s("x")), AttentionPolicy::Auto);
     }
 }

@@ -1,15 +1,23 @@
 //! Scaled dot-product attention (PyTorch's `F.scaled_dot_product_attention`, no dropout, scale
-//! 1/sqrt(D)). On the GPU one autograd node, `Op::Attention`, over kiln-device's fused kernels
-//! (`attention.wgsl`): the forward keeps an online softmax per query row and saves only the
-//! output and one log-normaliser per row; the backward recomputes the scores (one kernel for
-//! the query gradient, one for the key and value gradients), so no [L, S] matrix is ever
-//! written and memory is O(L) per head. Elsewhere (the CPU, head dims over 128, a value head
-//! dim unlike the query's, and by default small problems on software adapters, where it is
-//! faster: `AttentionPolicy`, `kernels::fused_attention`) the composition matmul, mask, softmax, matmul, differentiated by
-//! its parts. A row whose every key is masked gives NaN on both paths, as PyTorch's math
-//! backend, and sends no gradient. The additive mask receives no gradient.
+//! 1/sqrt(D)). Three forms (`AttentionPolicy`, `kernels::attention_form`):
+//! - fused, on the GPU: one autograd node, `Op::Attention`, over kiln-device's fused kernels
+//!   (`attention.wgsl`): the forward keeps an online softmax per query row and saves only the
+//!   output and one log-normaliser per row; the backward recomputes the scores (one kernel for
+//!   the query gradient, one for the key and value gradients), so no [L, S] matrix is ever
+//!   written and memory is O(L) per head. Head dims up to 128, Dv = D.
+//! - blocked, on the GPU (`attention_blocked.rs`): the same node and the same online softmax
+//!   over blocks of keys whose scores the matmul kernels compute: memory O(block) per row, any
+//!   head dims; the default on software adapters for score matrices past 32 MiB, and where the
+//!   fused kernels do not apply.
+//! - composed (the CPU; small problems on software adapters, where it is fastest): matmul,
+//!   mask, softmax, matmul, differentiated by its parts.
+//!
+//! A row whose every key is masked gives NaN in every form, as PyTorch's math backend, and
+//! sends no gradient. The additive mask receives no gradient.
 
-use kiln_device::kernels::{self, ATTENTION_MAX_HEAD_DIM, AttentionDesc};
+use kiln_device::kernels::{self, ATTENTION_MAX_HEAD_DIM, AttentionDesc, AttentionForm};
+
+use super::attention_blocked::Blocked;
 
 use super::gpu;
 use crate::autograd::{Op, no_grad};
@@ -72,15 +80,18 @@ pub fn scaled_dot_product_attention(
     }
     let scale = 1.0 / (d as f32).sqrt();
     let bh: usize = batch.iter().product();
-    let use_fused = q.dev().as_gpu().is_some_and(|g| {
-        d == dv
-            && d <= ATTENTION_MAX_HEAD_DIM
-            && kernels::fused_attention(g.options().attention, g.is_software(), bh, l, s)
-    });
-    if use_fused {
-        return fused(q, k, v, attn_mask, is_causal, &full, scale, out_shape);
+    let form = match q.dev().as_gpu() {
+        Some(g) => match kernels::attention_form(g.options().attention, g.is_software(), bh, l, s) {
+            AttentionForm::Fused if d != dv || d > ATTENTION_MAX_HEAD_DIM => AttentionForm::Blocked,
+            form => form,
+        },
+        None => AttentionForm::Composed,
+    };
+    match form {
+        AttentionForm::Fused => fused(q, k, v, attn_mask, is_causal, &full, scale, out_shape),
+        AttentionForm::Blocked => blocked(q, k, v, attn_mask, is_causal, scale, out_shape),
+        AttentionForm::Composed => composed(q, k, v, attn_mask, is_causal, [l, s], scale)?.reshape(&out_shape),
     }
-    composed(q, k, v, attn_mask, is_causal, [l, s], scale)?.reshape(&out_shape)
 }
 
 /// The composition: scores, mask, softmax, product; rows with every key blocked give NaN and
@@ -173,8 +184,47 @@ fn fused(
     let o = Storage::gpu(o);
     let saved = Tensor::from_parts(o.clone(), out_shape.clone(), DType::F32, q.device());
     let lse = Tensor::from_parts(Storage::gpu(lse), vec![desc.bh * l], DType::F32, q.device());
-    let node = Op::Attention { q: q.clone(), k: k.clone(), v: v.clone(), mask, desc, out: saved, lse };
+    let node = Op::Attention { q: q.clone(), k: k.clone(), v: v.clone(), mask, desc, out: saved, lse, blocked: false };
     Ok(Tensor::from_op(o, out_shape, DType::F32, q.device(), node))
+}
+
+/// The problem in the blocked form, from the node's inputs (any leading dims).
+fn blocked_problem<'a>(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&'a Tensor>,
+    causal: bool,
+    scale: f32,
+) -> Result<Blocked<'a>> {
+    let r = q.rank();
+    let batch = q.shape()[..r - 2].to_vec();
+    let bh: usize = batch.iter().product();
+    let three = |t: &Tensor| t.reshape(&[bh, t.shape()[r - 2], t.shape()[r - 1]]);
+    Ok(Blocked { q: three(q)?, k: three(k)?, v: three(v)?, mask, batch, causal, scale })
+}
+
+/// The blocked form as one node (`Op::Attention` with `blocked`).
+fn blocked(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    causal: bool,
+    scale: f32,
+    out_shape: Vec<usize>,
+) -> Result<Tensor> {
+    let mask = mask.map(|m| m.detach());
+    let (o, lse) = blocked_problem(q, k, v, mask.as_ref(), causal, scale)?.forward()?;
+    let r = q.rank();
+    let (l, s, d) = (q.shape()[r - 2], k.shape()[r - 2], q.shape()[r - 1]);
+    let bh = o.shape()[0];
+    let heads = if r > 2 { q.shape()[r - 3] } else { 1 };
+    let desc = AttentionDesc { bh, heads: heads.max(1), l, s, d, scale, causal, mask_strides: None };
+    let saved = o.reshape(&out_shape)?;
+    let node =
+        Op::Attention { q: q.clone(), k: k.clone(), v: v.clone(), mask, desc, out: saved.clone(), lse, blocked: true };
+    Ok(Tensor::from_op(saved.storage().clone(), out_shape, DType::F32, q.device(), node))
 }
 
 /// The GPU buffer of a tensor on the GPU.
@@ -203,7 +253,14 @@ impl Tensor {
         desc: &AttentionDesc,
         out: &Tensor,
         lse: &Tensor,
+        blocked: bool,
     ) -> Result<[Tensor; 3]> {
+        if blocked {
+            let p = blocked_problem(q, k, v, mask, desc.causal, desc.scale)?;
+            let three = |t: &Tensor| t.reshape(&[desc.bh, desc.l, t.shape()[t.rank() - 1]]);
+            let [dq, dk, dv] = p.backward(&three(g)?, &three(out)?, lse)?;
+            return Ok([dq.reshape(q.shape())?, dk.reshape(k.shape())?, dv.reshape(v.shape())?]);
+        }
         let rows = desc.bh * desc.l;
         let delta = g.mul(out)?.reshape(&[rows, desc.d])?.sum(1usize, false)?;
         let stats = Tensor::cat(&[lse, &delta], 0usize)?;

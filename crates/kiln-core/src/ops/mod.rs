@@ -7,6 +7,7 @@
 //! scaled dot-product attention).
 
 pub(crate) mod attention;
+mod attention_blocked;
 pub(crate) mod conv;
 mod elementwise;
 mod index;

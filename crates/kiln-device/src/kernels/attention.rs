@@ -14,18 +14,36 @@ use crate::recorder::grid;
 use crate::wgsl::Family;
 
 /// Under [`AttentionPolicy::Auto`] on a software adapter, score matrices up to this many bytes
-/// take the composition: on llvmpipe it is faster at every size measured (the fused kernels'
-/// per-row key reads are per-lane gathers there), and memory decides only beyond.
+/// take the composition (the fastest form there) and larger ones the blocked form.
 pub const COMPOSED_SCORES_MAX_BYTES: usize = 32 << 20;
 
-/// Whether attention over `bh` heads of `l` queries and `s` keys runs the fused kernels under
-/// `policy` on an adapter that is (`software`) or is not a software one: a pure function.
-pub fn fused_attention(policy: AttentionPolicy, software: bool, bh: usize, l: usize, s: usize) -> bool {
+/// The forms of attention (see kiln-core's `scaled_dot_product_attention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionForm {
+    /// The fused kernels of `attention.wgsl`.
+    Fused,
+    /// Keys in blocks: each block's scores by matmul, an online softmax across blocks.
+    Blocked,
+    /// The whole score matrix.
+    Composed,
+}
+
+/// The form attention over `bh` heads of `l` queries and `s` keys takes under `policy` on an
+/// adapter that is (`software`) or is not a software one: a pure function. On llvmpipe the
+/// fused kernels' per-row key reads are per-lane gathers, and the matmul kernels that the
+/// composed and blocked forms use are several times faster.
+pub fn attention_form(policy: AttentionPolicy, software: bool, bh: usize, l: usize, s: usize) -> AttentionForm {
     match policy {
-        AttentionPolicy::Fused => true,
-        AttentionPolicy::Composed => false,
+        AttentionPolicy::Fused => AttentionForm::Fused,
+        AttentionPolicy::Blocked => AttentionForm::Blocked,
+        AttentionPolicy::Composed => AttentionForm::Composed,
+        AttentionPolicy::Auto if !software => AttentionForm::Fused,
         AttentionPolicy::Auto => {
-            !software || bh.saturating_mul(l).saturating_mul(s).saturating_mul(4) > COMPOSED_SCORES_MAX_BYTES
+            if bh.saturating_mul(l).saturating_mul(s).saturating_mul(4) > COMPOSED_SCORES_MAX_BYTES {
+                AttentionForm::Blocked
+            } else {
+                AttentionForm::Composed
+            }
         }
     }
 }
@@ -35,13 +53,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_composes_small_problems_on_software_adapters_only() {
+    fn auto_composes_or_blocks_on_software_adapters_only() {
+        use AttentionForm as F;
         use AttentionPolicy::*;
-        assert!(fused_attention(Auto, false, 48, 64, 64));
-        assert!(!fused_attention(Auto, true, 48, 64, 64));
-        assert!(!fused_attention(Auto, true, 4, 1024, 1024)); // 16 MiB of scores
-        assert!(fused_attention(Auto, true, 4, 4096, 4096)); // 256 MiB
-        assert!(fused_attention(Fused, true, 1, 1, 1) && !fused_attention(Composed, false, 4, 4096, 4096));
+        assert_eq!(attention_form(Auto, false, 48, 64, 64), F::Fused);
+        assert_eq!(attention_form(Auto, true, 48, 64, 64), F::Composed);
+        assert_eq!(attention_form(Auto, true, 4, 1024, 1024), F::Composed); // 16 MiB of scores
+        assert_eq!(attention_form(Auto, true, 4, 4096, 4096), F::Blocked); // 256 MiB
+        assert_eq!(attention_form(Fused, true, 1, 1, 1), F::Fused);
+        assert_eq!(attention_form(Blocked, false, 1, 1, 1), F::Blocked);
+        assert_eq!(attention_form(Composed, false, 4, 4096, 4096), F::Composed);
     }
 
     #[test]

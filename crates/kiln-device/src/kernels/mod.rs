@@ -31,8 +31,8 @@ mod stats;
 mod unary;
 
 pub use attention::{
-    ATTENTION_MAX_HEAD_DIM, AttentionDesc, COMPOSED_SCORES_MAX_BYTES, attention_backward, attention_forward,
-    fused_attention,
+    ATTENTION_MAX_HEAD_DIM, AttentionDesc, AttentionForm, COMPOSED_SCORES_MAX_BYTES, attention_backward,
+    attention_form, attention_forward,
 };
 pub use binary::binary;
 pub use copy::{gather, place};
