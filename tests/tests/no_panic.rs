@@ -99,6 +99,27 @@ fn run(op: u8, a: &Tensor, b: &Tensor, d0: i64, d1: i64, shape: &[usize], labels
         53 => kiln::nn::functional::scaled_dot_product_attention(a, b, b, Some(a), d1 > 0),
         54 => kiln::nn::functional::layer_norm(a, shape, Some(b), None, 1e-5),
         55 => kiln::nn::functional::rms_norm(a, &shape[shape.len().saturating_sub(1)..], None, None),
+        // Recurrent layers with sizes from d0, d1 (zero included) on whatever a and b are.
+        56..=60 => {
+            use kiln::nn::{Forward, GRU, GRUCell, LSTM, LSTMCell, Nonlinearity, RNN, RNNCell, RnnOptions};
+            let (i, h) = (d0.unsigned_abs() as usize, d1.unsigned_abs() as usize);
+            let o = RnnOptions {
+                num_layers: 2,
+                bidirectional: d0 > 0,
+                nonlinearity: Nonlinearity::Relu,
+                ..RnnOptions::default()
+            };
+            let dev = a.device();
+            match op {
+                56 => Ok(LSTM::with_options(i, h, o, &dev)?.forward_with_state(a, Some((b, b)))?.0),
+                57 => Ok(GRU::with_options(i, h, o, &dev)?.forward_with_state(a, Some(b))?.0),
+                58 => RNN::with_options(i, h, o, &dev)?.forward(a),
+                59 => Ok(LSTMCell::new(i, h, &dev)?.forward_with_state(a, Some((b, b)))?.0),
+                _ => GRUCell::new(i, h, &dev)?
+                    .forward_with_state(a, Some(b))?
+                    .add(&RNNCell::new(i, h, &dev)?.forward_with_state(a, None)?),
+            }
+        }
         _ => Tensor::linear(a, b, None),
     }
 }

@@ -18,6 +18,8 @@ mod layernorm;
 mod linear;
 mod pool;
 pub mod prune;
+mod rnn;
+mod rnn_cell;
 mod sequential;
 mod transformer;
 
@@ -31,6 +33,8 @@ pub use kiln_core::functional::{Conv1dOptions, Conv2dOptions};
 pub use layernorm::{LayerNorm, RMSNorm};
 pub use linear::Linear;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, Flatten, MaxPool2d};
+pub use rnn::{GRU, LSTM, Nonlinearity, RNN, RnnOptions};
+pub use rnn_cell::{GRUCell, LSTMCell, RNNCell};
 pub use sequential::{Layer, Sequential};
 pub use transformer::{Activation, MultiheadAttention, TransformerEncoderLayer, TransformerOptions};
 
