@@ -31,13 +31,19 @@ impl Dropout {
 
 impl Forward for Dropout {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if !self.mode.get() || self.p == 0.0 {
-            return Ok(x.clone());
-        }
-        if self.p == 1.0 {
-            return x.mul_scalar(0.0);
-        }
-        let keep = Tensor::rand(x.shape(), &x.device())?.ge_scalar(self.p)?;
-        x.mul(&keep)?.div_scalar(1.0 - self.p)
+        dropout(x, self.p, self.mode.get())
     }
+}
+
+/// Dropout of `x` with probability `p` (in [0, 1]) when `training`, else `x` itself: what
+/// [`Dropout`] and the recurrent layers' dropout between layers apply.
+pub(crate) fn dropout(x: &Tensor, p: f32, training: bool) -> Result<Tensor> {
+    if !training || p == 0.0 {
+        return Ok(x.clone());
+    }
+    if p == 1.0 {
+        return x.mul_scalar(0.0);
+    }
+    let keep = Tensor::rand(x.shape(), &x.device())?.ge_scalar(p)?;
+    x.mul(&keep)?.div_scalar(1.0 - p)
 }

@@ -147,6 +147,14 @@ impl Weights {
     }
 }
 
+/// `result`, its error (unless already a layer's) as one of the layer `desc`.
+pub(crate) fn in_layer<T>(desc: String, result: Result<T>) -> Result<T> {
+    result.map_err(|e| match e {
+        Error::Layer { .. } => e,
+        other => Error::layer(desc, other.to_string()),
+    })
+}
+
 /// The shared body of [`RNN`], [`LSTM`] and [`GRU`].
 #[derive(Debug, Clone)]
 struct Stack {
@@ -256,24 +264,15 @@ impl Stack {
                     cn.extend(c);
                 }
                 input = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&[&outs[0], &outs[1]], 2usize)? };
-                let p = self.opts.dropout;
-                if k + 1 < self.opts.num_layers && self.mode.get() && p > 0.0 {
-                    input = if p == 1.0 {
-                        input.mul_scalar(0.0)?
-                    } else {
-                        let keep = Tensor::rand(input.shape(), &dev)?.ge_scalar(p)?;
-                        input.mul(&keep)?.div_scalar(1.0 - p)?
-                    };
+                if k + 1 < self.opts.num_layers {
+                    input = crate::dropout::dropout(&input, self.opts.dropout, self.mode.get())?;
                 }
             }
             let h_n = Tensor::stack(&hn.iter().collect::<Vec<_>>(), 0usize)?;
             let c_n = if lstm { Some(Tensor::stack(&cn.iter().collect::<Vec<_>>(), 0usize)?) } else { None };
             Ok((input, h_n, c_n))
         };
-        run().map_err(|e| match e {
-            Error::Layer { .. } => e,
-            other => Error::layer(self.describe(), other.to_string()),
-        })
+        in_layer(self.describe(), run())
     }
 
     fn visit<'a>(&'a self, f: &mut VisitFn<'_, 'a>) {

@@ -5,7 +5,7 @@
 use kiln_core::module::VisitFn;
 use kiln_core::{Device, Error, Module, Result, Tensor, TrainMode};
 
-use crate::rnn::{Kind, Nonlinearity, Weights, module_via};
+use crate::rnn::{Kind, Nonlinearity, Weights, in_layer, module_via};
 
 /// The shared body of the cells.
 #[derive(Debug, Clone)]
@@ -77,10 +77,7 @@ impl Cell {
             };
             self.w.step(self.kind, &self.w.project(x)?, &h, c.as_ref())
         };
-        run().map_err(|e| match e {
-            Error::Layer { .. } => e,
-            other => Error::layer(self.describe(name), other.to_string()),
-        })
+        in_layer(self.describe(name), run())
     }
 
     fn visit<'a>(&'a self, f: &mut VisitFn<'_, 'a>) {
