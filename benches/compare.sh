@@ -40,7 +40,7 @@ function val(line, name,   v) {
 /^workload=/ {
     impl = val($0, "impl"); k = key($0)
     if (k ~ /^matmul/) v = val($0, "gflops")
-    else if (k ~ /^mlp_step/ || k ~ /^cnn_step/ || k ~ /^gpt_step/) v = val($0, "ms")
+    else if (k ~ /^mlp_step/ || k ~ /^cnn_step/ || k ~ /^gpt_step/ || k ~ /^lstm_step/) v = val($0, "ms")
     else if (k ~ /^small_ops/) v = val($0, "us_per_op")
     else if (k ~ /^digits/) v = val($0, "seconds")
     else next

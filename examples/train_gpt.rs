@@ -16,8 +16,7 @@
 //! each evaluation, and `--resume` continues from it (with fresh batch draws). It ends with a
 //! text sample and the line `val_loss=<x> seconds=<y> device=<name>`.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -26,6 +25,7 @@ use kiln::prelude::*;
 use kiln::train::Checkpoint;
 use kiln_examples::device_arg;
 use kiln_examples::gpt::{Gpt, GptConfig};
+use kiln_examples::text::{Rng, draw, load_text, shakespeare_path};
 
 struct Args {
     device: Device,
@@ -84,38 +84,6 @@ fn parse_args() -> std::result::Result<Args, String> {
     Ok(args)
 }
 
-/// xorshift64*: the example's own batch and sampling draws, seeded by `--seed`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
-/// The text, its sorted characters (the vocabulary) and the text as ids.
-fn load_text(path: &Path) -> std::result::Result<(Vec<char>, Vec<u32>), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(file).read_to_string(&mut text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut chars: Vec<char> = text.chars().collect();
-    chars.sort_unstable();
-    chars.dedup();
-    let ids = text.chars().map(|c| chars.binary_search(&c).unwrap_or(0) as u32).collect();
-    Ok((chars, ids))
-}
-
 /// `batch` random windows of `block + 1` ids: inputs and next-token targets, [batch, block].
 fn get_batch(data: &[u32], rng: &mut Rng, batch: usize, block: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
     let (mut x, mut y) = (Vec::with_capacity(batch * block), Vec::with_capacity(batch * block));
@@ -172,20 +140,7 @@ fn sample(model: &Gpt, chars: &[char], rng: &mut Rng, args: &Args, dev: &Device)
         let logits = no_grad(|| model.logits(&x))?;
         let v = logits.shape()[2];
         let last = logits.reshape(&[ctx.len(), v])?.narrow(0usize, ctx.len() - 1, 1)?.to_vec()?;
-        let mut order: Vec<usize> = (0..v).collect();
-        order.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
-        let keep = &order[..args.top_k.clamp(1, v)];
-        let top = last[keep[0]];
-        let weights: Vec<f32> = keep.iter().map(|&i| ((last[i] - top) / args.temperature).exp()).collect();
-        let mut r = rng.unit() * weights.iter().sum::<f32>();
-        let mut pick = keep[keep.len() - 1];
-        for (&i, &w) in keep.iter().zip(&weights) {
-            if r < w {
-                pick = i;
-                break;
-            }
-            r -= w;
-        }
+        let pick = draw(&last, args.temperature, args.top_k, rng);
         ids.push(pick as u32);
     }
     Ok(ids[1..].iter().map(|&i| chars[i as usize]).collect())
@@ -202,8 +157,7 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let dev = args.device.clone();
     kiln::manual_seed(args.seed);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/shakespeare.txt.gz");
-    let (chars, ids) = load_text(&path)?;
+    let (chars, ids) = load_text(&shakespeare_path())?;
     let split = ids.len() * 9 / 10;
     let (train, val) = (&ids[..split], &ids[split..]);
     let cfg = GptConfig::small(chars.len());

@@ -10,9 +10,11 @@ use std::time::Instant;
 mod attention;
 mod cnn;
 mod gpt;
+mod lstm;
 pub use attention::attention;
 pub use cnn::{cnn_memory, cnn_parts, cnn_step};
 pub use gpt::gpt_step;
+pub use lstm::lstm_step;
 
 use kiln::nn::functional::cross_entropy;
 use kiln::nn::{Forward, Linear, ReLU, Sequential};

@@ -1,12 +1,15 @@
 //! Helpers shared by kiln's examples: the bundled digits data set and the `--device` argument,
-//! and the nanoGPT-compatible GPT of `examples/gpt/` (as `kiln_examples::gpt`).
+//! the nanoGPT-compatible GPT of `examples/gpt/` (as `kiln_examples::gpt`), the text helpers of
+//! the language-model examples (`text`) and the stateful `char_lstm` model of `train_lstm`.
 
 use std::path::{Path, PathBuf};
 
 use kiln::data::{Dataset, TensorDataset, permutation, read_csv};
 
+pub mod char_lstm;
 #[path = "../gpt/mod.rs"]
 pub mod gpt;
+pub mod text;
 
 /// Where the bundled file lives in the repository.
 pub fn default_path() -> PathBuf {

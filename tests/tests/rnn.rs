@@ -5,7 +5,7 @@
 
 use kiln::nn::{GRU, GRUCell, LSTM, LSTMCell, Nonlinearity, RNN, RNNCell, RnnOptions};
 use kiln::{Module, Tensor};
-use kiln_tests::{assert_close, check_gradients, data, device_test, f64s, tensor};
+use kiln_tests::{assert_close, check_gradients, data, device_test, f64s, fixture, json_list, tensor};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -296,3 +296,155 @@ device_test!(recurrent_layers_refuse_bad_input, |dev| {
     let m = cell.forward_with_state(&Tensor::zeros(&[2, 4], dev)?, None).expect_err("an error").to_string();
     assert!(m.contains("LSTMCell(3, 4)") && m.contains("[2, 4]"), "{m}");
 });
+
+/// A fixture model of tests/fixtures/make_rnn_fixtures.py.
+enum Fixture {
+    Layer(Layer),
+    Lc(LSTMCell),
+    Gc(GRUCell),
+    Rc(RNNCell),
+}
+
+impl Fixture {
+    /// The script's `models()`, one for one.
+    fn new(name: &str, dev: &kiln::Device) -> kiln::Result<Fixture> {
+        let o = RnnOptions::default();
+        Ok(match name {
+            "lstm" => Fixture::Layer(Layer::L(LSTM::with_options(
+                5,
+                6,
+                RnnOptions { num_layers: 2, bidirectional: true, ..o },
+                dev,
+            )?)),
+            "gru" => Fixture::Layer(Layer::G(GRU::with_options(4, 5, RnnOptions { num_layers: 2, ..o }, dev)?)),
+            "rnn" => Fixture::Layer(Layer::R(RNN::with_options(
+                3,
+                4,
+                RnnOptions { nonlinearity: Nonlinearity::Relu, bias: false, bidirectional: true, ..o },
+                dev,
+            )?)),
+            "lstm_cell" => Fixture::Lc(LSTMCell::new(4, 5, dev)?),
+            "gru_cell" => Fixture::Gc(GRUCell::new(4, 5, dev)?),
+            _ => Fixture::Rc(RNNCell::new(4, 5, dev)?),
+        })
+    }
+
+    fn module(&self) -> &dyn Module {
+        match self {
+            Fixture::Layer(Layer::R(m)) => m,
+            Fixture::Layer(Layer::G(m)) => m,
+            Fixture::Layer(Layer::L(m)) => m,
+            Fixture::Lc(m) => m,
+            Fixture::Gc(m) => m,
+            Fixture::Rc(m) => m,
+        }
+    }
+
+    /// (output, h_n, c_n): a cell's output is its new hidden state.
+    fn run(&self, x: &Tensor, h0: &Tensor, c0: Option<&Tensor>) -> kiln::Result<(Tensor, Tensor, Option<Tensor>)> {
+        Ok(match self {
+            Fixture::Layer(Layer::R(m)) => {
+                let (y, h) = m.forward_with_state(x, Some(h0))?;
+                (y, h, None)
+            }
+            Fixture::Layer(Layer::G(m)) => {
+                let (y, h) = m.forward_with_state(x, Some(h0))?;
+                (y, h, None)
+            }
+            Fixture::Layer(Layer::L(m)) => {
+                let (y, (h, c)) = m.forward_with_state(x, Some((h0, c0.expect("c0"))))?;
+                (y, h, Some(c))
+            }
+            Fixture::Lc(m) => {
+                let (h, c) = m.forward_with_state(x, Some((h0, c0.expect("c0"))))?;
+                (h.clone(), h, Some(c))
+            }
+            Fixture::Gc(m) => {
+                let h = m.forward_with_state(x, Some(h0))?;
+                (h.clone(), h, None)
+            }
+            Fixture::Rc(m) => {
+                let h = m.forward_with_state(x, Some(h0))?;
+                (h.clone(), h, None)
+            }
+        })
+    }
+}
+
+const FIXTURES: [&str; 6] = ["lstm", "gru", "rnn", "lstm_cell", "gru_cell", "rnn_cell"];
+
+device_test!(pytorch_recurrent_fixtures_load_and_match_forward_and_backward, |dev| {
+    use kiln::io::load_safetensors;
+    for name in FIXTURES {
+        let m = Fixture::new(name, dev)?;
+        let sd = load_safetensors(fixture(&format!("rnn_{name}.safetensors")), dev)?;
+        let io = load_safetensors(fixture(&format!("rnn_{name}_io.safetensors")), dev)?;
+        let report = m.module().load_state_dict(&sd, true)?;
+        assert!(report.missing_keys.is_empty() && report.unexpected_keys.is_empty(), "{name}");
+        let names: Vec<String> = m.module().named_parameters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, json_list(&io.metadata()["named_parameters"]), "{name}");
+        let get = |k: &str| io.get(k).unwrap_or_else(|| panic!("{name}: no {k}")).clone();
+        let want = |k: &str| f64s(&get(k).to_vec().unwrap());
+        let x = get("input").set_requires_grad(true);
+        let h0 = get("h0").set_requires_grad(true);
+        let c0 = io.get("c0").map(|c| c.set_requires_grad(true));
+        let (y, h, c) = m.run(&x, &h0, c0.as_ref())?;
+        assert_close(&y.to_vec()?, &want("output"), 1e-5);
+        assert_close(&h.to_vec()?, &want("h_n"), 1e-5);
+        let mut loss = y.mul(&get("w_output"))?.sum_all()?;
+        if let Some(w) = io.get("w_h") {
+            loss = loss.add(&h.mul(w)?.sum_all()?)?;
+        }
+        if let Some(c) = &c {
+            assert_close(&c.to_vec()?, &want("c_n"), 1e-5);
+            loss = loss.add(&c.mul(&get("w_c"))?.sum_all()?)?;
+        }
+        loss.backward()?;
+        assert_close(&x.grad().expect("grad of input").to_vec()?, &want("grad:input"), 1e-4);
+        assert_close(&h0.grad().expect("grad of h0").to_vec()?, &want("grad:h0"), 1e-4);
+        if let Some(c0) = &c0 {
+            assert_close(&c0.grad().expect("grad of c0").to_vec()?, &want("grad:c0"), 1e-4);
+        }
+        for (n, p) in m.module().named_parameters() {
+            let g = p.grad().unwrap_or_else(|| panic!("{name}: no gradient for {n}"));
+            assert_close(&g.to_vec()?, &want(&format!("grad:{n}")), 1e-4);
+        }
+    }
+});
+
+/// Writes kiln-initialised state_dicts and kiln's outputs on the fixtures' inputs for
+/// `make_rnn_fixtures.py --check`; checks here that they hold PyTorch's keys and shapes.
+#[test]
+fn kiln_recurrent_files_load_into_pytorch() {
+    use kiln::io::{load_safetensors, save_safetensors};
+    let dev = kiln::Device::cpu();
+    let out = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/kiln-fixtures");
+    std::fs::create_dir_all(&out).unwrap();
+    for name in FIXTURES {
+        let m = Fixture::new(name, &dev).unwrap();
+        let torch = load_safetensors(fixture(&format!("rnn_{name}.safetensors")), &dev).unwrap();
+        let sd = m.module().state_dict();
+        let (mut a, mut b) = (sd.keys(), torch.keys());
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "{name}");
+        for (k, t) in torch.iter() {
+            assert_eq!(sd.get(k).unwrap().shape(), t.shape(), "{name}: {k}");
+        }
+        save_safetensors(out.join(format!("rnn_{name}.kiln.safetensors")), &sd).unwrap();
+        let io = load_safetensors(fixture(&format!("rnn_{name}_io.safetensors")), &dev).unwrap();
+        let (y, h, c) = m.run(io.get("input").unwrap(), io.get("h0").unwrap(), io.get("c0")).unwrap();
+        let mut kio = kiln::StateDict::new();
+        for k in ["input", "h0", "c0"] {
+            if let Some(t) = io.get(k) {
+                kio.insert(k, t.clone());
+            }
+        }
+        kio.insert("output", y);
+        kio.insert("h_n", h);
+        if let Some(c) = c {
+            kio.insert("c_n", c);
+        }
+        save_safetensors(out.join(format!("rnn_{name}.kiln_io.safetensors")), &kio).unwrap();
+    }
+}

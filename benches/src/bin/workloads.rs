@@ -1,4 +1,4 @@
-//! The workload binary: `workloads <matmul|mlp_step|small_ops|digits|cnn_step|gpt_step|attention|all> [--device gpu|cpu|software]
+//! The workload binary: `workloads <matmul|mlp_step|small_ops|digits|cnn_step|gpt_step|lstm_step|attention|all> [--device gpu|cpu|software]
 //! [--sizes 256,512,1024] [--batch 256] [--steps 30]`.
 //! Prints one `workload=... impl=kiln-... key=value` line per measurement.
 
@@ -43,6 +43,7 @@ fn main() {
             "mlp_step" => kiln_benches::mlp_step(&dev, batch, steps),
             "cnn_step" => kiln_benches::cnn_step(&dev, steps.min(10)),
             "gpt_step" => kiln_benches::gpt_step(&dev, steps.min(10)),
+            "lstm_step" => kiln_benches::lstm_step(&dev, steps.min(10)),
             "cnn_parts" => kiln_benches::cnn_parts(&dev),
             "digits" => kiln_benches::digits(&dev),
             "mlp_shapes" => kiln_benches::mlp_shapes(&dev),
@@ -53,9 +54,10 @@ fn main() {
         }
     };
     let names: Vec<&str> = match which.as_str() {
-        "all" => vec!["matmul", "mlp_step", "small_ops", "digits", "cnn_step", "gpt_step"],
+        "all" => vec!["matmul", "mlp_step", "small_ops", "digits", "cnn_step", "gpt_step", "lstm_step"],
         "gpt_step" | "gpt" => vec!["gpt_step"],
         "cnn_step" | "cnn" => vec!["cnn_step"],
+        "lstm_step" | "lstm" => vec!["lstm_step"],
         "cnn_parts" => vec!["cnn_parts"],
         "matmul" => vec!["matmul"],
         "mlp_step" | "mlp" => vec!["mlp_step"],
@@ -67,7 +69,7 @@ fn main() {
         "attention" => vec!["attention"],
         other => {
             eprintln!(
-                "unknown workload {other:?}: use matmul, mlp_step, small_ops, digits, cnn_step, gpt_step, attention or all"
+                "unknown workload {other:?}: use matmul, mlp_step, small_ops, digits, cnn_step, gpt_step, lstm_step, attention or all"
             );
             std::process::exit(2);
         }
