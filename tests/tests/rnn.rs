@@ -115,25 +115,54 @@ enum Layer {
     L(LSTM),
 }
 
+impl Layer {
+    /// The layer of `c` on `dev`.
+    fn new(c: &Cfg, dev: &kiln::Device) -> kiln::Result<Layer> {
+        let opts = RnnOptions {
+            num_layers: c.layers,
+            bias: c.bias,
+            bidirectional: c.dirs == 2,
+            nonlinearity: if c.kind == Kind::Rnn(true) { Nonlinearity::Relu } else { Nonlinearity::Tanh },
+            ..RnnOptions::default()
+        };
+        Ok(match c.kind {
+            Kind::Rnn(_) => Layer::R(RNN::with_options(c.input, c.hidden, opts, dev)?),
+            Kind::Gru => Layer::G(GRU::with_options(c.input, c.hidden, opts, dev)?),
+            Kind::Lstm => Layer::L(LSTM::with_options(c.input, c.hidden, opts, dev)?),
+        })
+    }
+
+    fn module(&self) -> &dyn Module {
+        match self {
+            Layer::R(m) => m,
+            Layer::G(m) => m,
+            Layer::L(m) => m,
+        }
+    }
+
+    /// (output, h_n, c_n) from x, h0 and (LSTM) c0.
+    fn run(&self, x: &Tensor, h0: &Tensor, c0: &Tensor) -> kiln::Result<(Tensor, Tensor, Option<Tensor>)> {
+        Ok(match self {
+            Layer::R(m) => {
+                let (y, h) = m.forward_with_state(x, Some(h0))?;
+                (y, h, None)
+            }
+            Layer::G(m) => {
+                let (y, h) = m.forward_with_state(x, Some(h0))?;
+                (y, h, None)
+            }
+            Layer::L(m) => {
+                let (y, (h, c)) = m.forward_with_state(x, Some((h0, c0)))?;
+                (y, h, Some(c))
+            }
+        })
+    }
+}
+
 /// Runs the layer of `c` on `dev` and checks outputs, states and gradients against f64.
 fn check(dev: &kiln::Device, c: &Cfg) -> kiln::Result<()> {
-    let opts = RnnOptions {
-        num_layers: c.layers,
-        bias: c.bias,
-        bidirectional: c.dirs == 2,
-        nonlinearity: if c.kind == Kind::Rnn(true) { Nonlinearity::Relu } else { Nonlinearity::Tanh },
-        ..RnnOptions::default()
-    };
-    let layer = match c.kind {
-        Kind::Rnn(_) => Layer::R(RNN::with_options(c.input, c.hidden, opts, dev)?),
-        Kind::Gru => Layer::G(GRU::with_options(c.input, c.hidden, opts, dev)?),
-        Kind::Lstm => Layer::L(LSTM::with_options(c.input, c.hidden, opts, dev)?),
-    };
-    let module: &dyn Module = match &layer {
-        Layer::R(m) => m,
-        Layer::G(m) => m,
-        Layer::L(m) => m,
-    };
+    let layer = Layer::new(c, dev)?;
+    let module = layer.module();
     // PyTorch's names and order, and its init bound.
     let names: Vec<String> = module.named_parameters().into_iter().map(|(n, _)| n).collect();
     let mut want = Vec::new();
@@ -158,22 +187,7 @@ fn check(dev: &kiln::Device, c: &Cfg) -> kiln::Result<()> {
     let n_y = c.b * c.t * c.dirs * c.hidden;
     let n_s = states.iter().product::<usize>();
     let (wy, wh, wc) = (f64s(&data(n_y, 4)), f64s(&data(n_s, 5)), f64s(&data(n_s, 6)));
-    let run = |ins: &[Tensor]| -> kiln::Result<(Tensor, Tensor, Option<Tensor>)> {
-        Ok(match &layer {
-            Layer::R(m) => {
-                let (y, h) = m.forward_with_state(&ins[0], Some(&ins[1]))?;
-                (y, h, None)
-            }
-            Layer::G(m) => {
-                let (y, h) = m.forward_with_state(&ins[0], Some(&ins[1]))?;
-                (y, h, None)
-            }
-            Layer::L(m) => {
-                let (y, (h, cc)) = m.forward_with_state(&ins[0], Some((&ins[1], &ins[2])))?;
-                (y, h, Some(cc))
-            }
-        })
-    };
+    let run = |ins: &[Tensor]| layer.run(&ins[0], &ins[1], &ins[2]);
     let mut inputs = vec![x, h0, c0];
     inputs.extend(params);
     let vals: Vec<Vec<f64>> = inputs.iter().map(|t| f64s(&t.to_vec().unwrap())).collect();
@@ -274,6 +288,64 @@ device_test!(cells_match_f64_and_their_layers, |dev| {
     );
 });
 
+/// A batch past the kernels' tiles with a hidden size that is a multiple of 4, so the GPU's
+/// vectorised matmul reads the previous state at an offset inside the state buffer: outputs
+/// against f64 on both devices, and the GPU's gradients against the CPU's (which the small
+/// cases above check against central differences) for the same weights and inputs.
+#[test]
+fn wide_batches_match_f64_and_the_cpu() -> kiln::Result<()> {
+    let Some(gpu) = kiln_tests::gpu_device() else { return Ok(()) };
+    let cpu = kiln::Device::cpu();
+    for (kind, layers, dirs) in [(Kind::Lstm, 2, 2), (Kind::Gru, 1, 2), (Kind::Rnn(false), 2, 1)] {
+        let c = Cfg { kind, b: 33, t: 5, input: 7, hidden: 12, layers, dirs, bias: true };
+        let layer = Layer::new(&c, &cpu)?;
+        let states = [c.dirs * c.layers, c.b, c.hidden];
+        let cpu_in = [
+            tensor(&[c.b, c.t, c.input], 11, &cpu, true),
+            tensor(&states, 12, &cpu, true),
+            tensor(&states, 13, &cpu, true),
+        ];
+        let vals: Vec<Vec<f64>> = cpu_in.iter().map(|t| f64s(&t.to_vec().unwrap())).collect();
+        let params: Vec<Vec<f64>> =
+            layer.module().parameters().iter().map(|p| f64s(&p.tensor().to_vec().unwrap())).collect();
+        let (ry, rh, rc) = stack(&c, &vals[0], &vals[1], &vals[2], &params);
+        // Forward and backward of sum(y wy) + sum(h wh) (+ sum(c wc)) on one device; returns
+        // the outputs and the gradients of the inputs and the parameters.
+        let pass = |ins: &[Tensor]| -> kiln::Result<Vec<Vec<f32>>> {
+            let (y, h, cc) = layer.run(&ins[0], &ins[1], &ins[2])?;
+            assert_close(&y.to_vec()?, &ry, 1e-5);
+            assert_close(&h.to_vec()?, &rh, 1e-5);
+            let wt = |s: u64, t: &Tensor| Tensor::from_vec(data(t.numel(), s), t.shape(), &t.device());
+            let mut loss = y.mul(&wt(14, &y)?)?.sum_all()?.add(&h.mul(&wt(15, &h)?)?.sum_all()?)?;
+            if let Some(cc) = cc {
+                assert_close(&cc.to_vec()?, &rc, 1e-5);
+                loss = loss.add(&cc.mul(&wt(16, &cc)?)?.sum_all()?)?;
+            }
+            loss.backward()?;
+            let mut grads: Vec<Tensor> = ins
+                .iter()
+                .take(if kind == Kind::Lstm { 3 } else { 2 })
+                .map(|t| t.grad().expect("an input gradient"))
+                .collect();
+            grads.extend(layer.module().parameters().iter().map(|p| p.grad().expect("a parameter gradient")));
+            grads.iter().map(|g| g.to_vec()).collect()
+        };
+        let on_cpu = pass(&cpu_in)?;
+        layer.module().zero_grad();
+        layer.module().to(&gpu)?;
+        let gpu_in: Vec<Tensor> = cpu_in
+            .iter()
+            .map(|t| t.detach().to(&gpu).map(|t| t.set_requires_grad(true)))
+            .collect::<kiln::Result<_>>()?;
+        let on_gpu = pass(&gpu_in)?;
+        assert_eq!(on_cpu.len(), on_gpu.len());
+        for (g, want) in on_gpu.iter().zip(&on_cpu) {
+            assert_close(g, &f64s(want), 1e-4);
+        }
+    }
+    Ok(())
+}
+
 device_test!(recurrent_layers_refuse_bad_input, |dev| {
     let lstm = LSTM::with_options(3, 4, RnnOptions { num_layers: 2, ..RnnOptions::default() }, dev)?;
     let msg = |r: kiln::Result<(Tensor, (Tensor, Tensor))>| r.expect_err("an error").to_string();
@@ -331,9 +403,7 @@ impl Fixture {
 
     fn module(&self) -> &dyn Module {
         match self {
-            Fixture::Layer(Layer::R(m)) => m,
-            Fixture::Layer(Layer::G(m)) => m,
-            Fixture::Layer(Layer::L(m)) => m,
+            Fixture::Layer(l) => l.module(),
             Fixture::Lc(m) => m,
             Fixture::Gc(m) => m,
             Fixture::Rc(m) => m,
@@ -343,18 +413,7 @@ impl Fixture {
     /// (output, h_n, c_n): a cell's output is its new hidden state.
     fn run(&self, x: &Tensor, h0: &Tensor, c0: Option<&Tensor>) -> kiln::Result<(Tensor, Tensor, Option<Tensor>)> {
         Ok(match self {
-            Fixture::Layer(Layer::R(m)) => {
-                let (y, h) = m.forward_with_state(x, Some(h0))?;
-                (y, h, None)
-            }
-            Fixture::Layer(Layer::G(m)) => {
-                let (y, h) = m.forward_with_state(x, Some(h0))?;
-                (y, h, None)
-            }
-            Fixture::Layer(Layer::L(m)) => {
-                let (y, (h, c)) = m.forward_with_state(x, Some((h0, c0.expect("c0"))))?;
-                (y, h, Some(c))
-            }
+            Fixture::Layer(l) => l.run(x, h0, c0.unwrap_or(h0))?,
             Fixture::Lc(m) => {
                 let (h, c) = m.forward_with_state(x, Some((h0, c0.expect("c0"))))?;
                 (h.clone(), h, Some(c))

@@ -75,6 +75,19 @@ pub(crate) enum Op {
     MaxPool { x: Tensor, idx: Tensor, desc: Im2colDesc },
     /// y[r] = logsumexp(x[r]) - x[r, labels[r]] (0 for ignored rows), fused; lse saved.
     CrossEntropyRows { x: Tensor, labels: Tensor, lse: Tensor, ignore: Option<u32> },
+    /// y = the outputs (and LSTM cell states) of a recurrent layer's time loop in one direction
+    /// from the input projections xp, the initial states and the hidden weights
+    /// (`ops/recurrence.rs`); the states and gate values of every step saved.
+    Recurrence {
+        xp: Tensor,
+        h0: Tensor,
+        c0: Option<Tensor>,
+        w_hh: Tensor,
+        b_hh: Option<Tensor>,
+        desc: kiln_device::kernels::RecurrenceDesc,
+        states: Tensor,
+        aux: Tensor,
+    },
 }
 
 impl Op {
@@ -102,6 +115,7 @@ impl Op {
             Op::Im2col { .. } => "im2col".into(),
             Op::MaxPool { .. } => "max_pool2d".into(),
             Op::BatchNorm { .. } => "batch_norm".into(),
+            Op::Recurrence { .. } => "recurrence".into(),
         }
     }
 
@@ -113,6 +127,9 @@ impl Op {
             Op::Cat { xs, .. } => xs.iter().collect(),
             Op::Attention { q, k, v, .. } => vec![q, k, v],
             Op::LayerNorm { x, weight, bias, .. } => std::iter::once(x).chain(weight).chain(bias).collect(),
+            Op::Recurrence { xp, h0, c0, w_hh, b_hh, .. } => {
+                [Some(xp), Some(h0), c0.as_ref(), Some(w_hh), b_hh.as_ref()].into_iter().flatten().collect()
+            }
             Op::Unary { x, .. }
             | Op::Permute { x, .. }
             | Op::Narrow { x, .. }
@@ -145,6 +162,9 @@ impl Op {
                 let mut all = vec![q, k, v, out, lse];
                 all.extend(mask);
                 all
+            }
+            Op::Recurrence { xp, h0, c0, w_hh, b_hh, states, aux, .. } => {
+                [Some(xp), Some(h0), c0, Some(w_hh), b_hh, Some(states), Some(aux)].into_iter().flatten().collect()
             }
             Op::Unary { x, .. }
             | Op::Permute { x, .. }
@@ -213,6 +233,9 @@ impl Op {
             Op::Attention { q, k, v, mask, desc, out, lse, blocked } => {
                 let [dq, dk, dv] = Tensor::attention_backward(g, q, k, v, mask.as_ref(), desc, out, lse, *blocked)?;
                 vec![Some(dq), Some(dk), Some(dv)]
+            }
+            Op::Recurrence { w_hh, b_hh, desc, states, aux, .. } => {
+                Tensor::recurrence_backward(g, w_hh, states, aux, desc, b_hh.is_some())?
             }
             Op::Cat { dim, lens, .. } => {
                 let mut start = 0;

@@ -5,11 +5,13 @@
 //! `bias_hh_l{k}` [G*H] (`_reverse` for the backward direction), all U(-1/sqrt(H), 1/sqrt(H)).
 //!
 //! Each layer and direction projects its whole input sequence in one matmul (x W_ih^T + b_ih
-//! for every step), then runs the time loop: per step one matmul (h W_hh^T + b_hh) and the
-//! gate arithmetic, which the GPU device fuses into few kernels. Autograd differentiates the
-//! parts, so gradients reach the inputs, the initial states and every parameter.
-//! The cells (`LSTMCell`, `GRUCell`, `RNNCell`) are one step of the same arithmetic.
+//! for every step), then runs the time loop as one autograd node (`Tensor::recurrence`): per
+//! step one matmul (h W_hh^T) and one pass of the gate arithmetic, forward and backward; the
+//! hidden weights' gradients are one product over all steps. Gradients reach the inputs, the
+//! initial states and every parameter. The cells (`LSTMCell`, `GRUCell`, `RNNCell`) are the
+//! same loop over one step.
 
+use kiln_core::kiln_device::kernels::CellKind;
 use kiln_core::module::{Entry, VisitFn};
 use kiln_core::{Device, Error, Module, Parameter, Result, Tensor, TrainMode};
 
@@ -115,34 +117,31 @@ impl Weights {
         Tensor::linear(x, &self.w_ih.tensor(), self.b_ih.as_ref().map(|b| b.tensor()).as_ref())
     }
 
-    /// One step from the input's projection `xp` [B, G*H] and the state (h, and c for an
-    /// LSTM), each [B, H]: the new (h, c).
-    pub(crate) fn step(
+    /// The time loop over the projections `xp` [B, T, G*H] from `h0` (and `c0` for an LSTM)
+    /// [B, H], walked from the end when `reverse`: the outputs [B, T, H] and the final h (and c)
+    /// [B, H]. One autograd node (`Tensor::recurrence`): per step a matmul and one kernel.
+    pub(crate) fn run(
         &self,
         kind: Kind,
         xp: &Tensor,
-        h: &Tensor,
-        c: Option<&Tensor>,
-    ) -> Result<(Tensor, Option<Tensor>)> {
-        let hp = Tensor::linear(h, &self.w_hh.tensor(), self.b_hh.as_ref().map(|b| b.tensor()).as_ref())?;
-        match kind {
-            Kind::Rnn(Nonlinearity::Tanh) => Ok((xp.add(&hp)?.tanh()?, None)),
-            Kind::Rnn(Nonlinearity::Relu) => Ok((xp.add(&hp)?.relu()?, None)),
-            Kind::Lstm => {
-                let g = xp.add(&hp)?.chunk(4, 1usize)?;
-                let c = c.expect("an LSTM step has a cell state");
-                let c1 = g[1].sigmoid()?.mul(c)?.add(&g[0].sigmoid()?.mul(&g[2].tanh()?)?)?;
-                let h1 = g[3].sigmoid()?.mul(&c1.tanh()?)?;
-                Ok((h1, Some(c1)))
-            }
-            Kind::Gru => {
-                let (xs, hs) = (xp.chunk(3, 1usize)?, hp.chunk(3, 1usize)?);
-                let r = xs[0].add(&hs[0])?.sigmoid()?;
-                let z = xs[1].add(&hs[1])?.sigmoid()?;
-                // b_hn stays inside the reset product: n = tanh(x W_in + b_in + r * (h W_hn + b_hn)).
-                let n = xs[2].add(&r.mul(&hs[2])?)?.tanh()?;
-                Ok((n.add(&z.mul(&h.sub(&n)?)?)?, None))
-            }
+        h0: &Tensor,
+        c0: Option<&Tensor>,
+        reverse: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let cell = match kind {
+            Kind::Rnn(Nonlinearity::Tanh) => CellKind::RnnTanh,
+            Kind::Rnn(Nonlinearity::Relu) => CellKind::RnnRelu,
+            Kind::Lstm => CellKind::Lstm,
+            Kind::Gru => CellKind::Gru,
+        };
+        let b_hh = self.b_hh.as_ref().map(|b| b.tensor());
+        let out = Tensor::recurrence(xp, h0, c0, &self.w_hh.tensor(), b_hh.as_ref(), cell, reverse)?;
+        let (b, t, hid) = (xp.shape()[0], xp.shape()[1], h0.shape()[1]);
+        let last = out.narrow(1usize, if reverse { 0 } else { t - 1 }, 1)?.reshape(&[b, out.shape()[2]])?;
+        if kind == Kind::Lstm {
+            Ok((out.narrow(2usize, 0, hid)?, last.narrow(1usize, 0, hid)?, Some(last.narrow(1usize, hid, hid)?)))
+        } else {
+            Ok((out, last, None))
         }
     }
 }
@@ -230,7 +229,7 @@ impl Stack {
     /// The output sequence [B, T, D*H] and the final (h, c) per layer and direction, stacked
     /// [D*L, B, H] (c for an LSTM only).
     fn run(&self, x: &Tensor, h0: Option<&Tensor>, c0: Option<&Tensor>) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let (b, t) = self.check(x, &[h0, c0])?;
+        let (b, _) = self.check(x, &[h0, c0])?;
         let run = || -> Result<(Tensor, Tensor, Option<Tensor>)> {
             let dev = x.device();
             let hid = self.hidden_size;
@@ -249,17 +248,10 @@ impl Stack {
                     let i = k * self.dirs() + d;
                     let w = &self.layers[i].1;
                     let xp = w.project(&input)?; // [B, T, G*H]: every step's input projection at once
-                    let (mut h, mut c) = (initial(h0, i)?, if lstm { Some(initial(c0, i)?) } else { None });
-                    let mut seq: Vec<Option<Tensor>> = vec![None; t];
-                    let order: Box<dyn Iterator<Item = usize>> =
-                        if d == 0 { Box::new(0..t) } else { Box::new((0..t).rev()) };
-                    for step in order {
-                        let xt = xp.narrow(1usize, step, 1)?.reshape(&[b, xp.shape()[2]])?;
-                        (h, c) = w.step(self.kind, &xt, &h, c.as_ref())?;
-                        seq[step] = Some(h.clone());
-                    }
-                    let seq: Vec<Tensor> = seq.into_iter().flatten().collect();
-                    outs.push(Tensor::stack(&seq.iter().collect::<Vec<_>>(), 1usize)?);
+                    let h = initial(h0, i)?;
+                    let c = if lstm { Some(initial(c0, i)?) } else { None };
+                    let (y, h, c) = w.run(self.kind, &xp, &h, c.as_ref(), d == 1)?;
+                    outs.push(y);
                     hn.push(h);
                     cn.extend(c);
                 }

@@ -75,7 +75,10 @@ impl Cell {
                 (Kind::Lstm, None) => Some(zeros()?),
                 _ => None,
             };
-            self.w.step(self.kind, &self.w.project(x)?, &h, c.as_ref())
+            let xp = self.w.project(x)?;
+            let xp = xp.reshape(&[want[0], 1, xp.shape()[1]])?;
+            let (_, h, c) = self.w.run(self.kind, &xp, &h, c.as_ref(), false)?;
+            Ok((h, c))
         };
         in_layer(self.describe(name), run())
     }

@@ -4,7 +4,7 @@
 //! mean, max, argmax, softmax), loss (fused softmax cross-entropy), conv (convolution and
 //! pooling on im2col), norm (batch normalisation as one node), join (cat, stack, narrow,
 //! chunk, split, permute), index (index_select, gather, tril, triu, arange), attention (fused
-//! scaled dot-product attention).
+//! scaled dot-product attention), recurrence (a recurrent layer's time loop as one node).
 
 pub(crate) mod attention;
 mod attention_blocked;
@@ -16,6 +16,7 @@ pub(crate) mod layout;
 mod linalg;
 mod loss;
 pub(crate) mod norm;
+mod recurrence;
 mod reduce;
 
 use kiln_device::GpuDevice;

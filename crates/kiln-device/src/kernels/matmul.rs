@@ -69,13 +69,25 @@ pub const MATMUL_K_BLOCK: usize = 32768;
 
 /// Batched matmul; see [`MatmulDesc`].
 pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> DeviceResult<GpuBuffer> {
+    matmul_at(dev, a, 0, b, d)
+}
+
+/// [`matmul`] with A read from element `a_off` of its buffer on (a slice of a larger tensor,
+/// read in place).
+pub fn matmul_at(
+    dev: &GpuDevice,
+    a: &GpuBuffer,
+    a_off: usize,
+    b: &GpuBuffer,
+    d: &MatmulDesc,
+) -> DeviceResult<GpuBuffer> {
     if d.k <= MATMUL_K_BLOCK {
-        return matmul_block(dev, a, b, d, 0);
+        return matmul_block(dev, a, a_off, b, d, 0);
     }
     let shape = [d.batch * d.m * d.n];
     let mut sum: Option<GpuBuffer> = None;
     for k0 in (0..d.k).step_by(MATMUL_K_BLOCK) {
-        let part = matmul_block(dev, a, b, &MatmulDesc { k: MATMUL_K_BLOCK.min(d.k - k0), ..*d }, k0)?;
+        let part = matmul_block(dev, a, a_off, b, &MatmulDesc { k: MATMUL_K_BLOCK.min(d.k - k0), ..*d }, k0)?;
         sum = Some(match sum {
             None => part,
             Some(s) => super::binary(dev, crate::op::BinaryOp::Add, &s, &part, &shape, &[1], &[1])?,
@@ -84,8 +96,16 @@ pub fn matmul(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc) -> 
     Ok(sum.expect("k > 0"))
 }
 
-/// The product over the contracted block [k0, k0 + d.k) of the operands' K.
-fn matmul_block(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc, k0: usize) -> DeviceResult<GpuBuffer> {
+/// The product over the contracted block [k0, k0 + d.k) of the operands' K, A read from
+/// element `a_off` on.
+fn matmul_block(
+    dev: &GpuDevice,
+    a: &GpuBuffer,
+    a_off: usize,
+    b: &GpuBuffer,
+    d: &MatmulDesc,
+    k0: usize,
+) -> DeviceResult<GpuBuffer> {
     let out_len = d.batch * d.m * d.n;
     let mut out = dev.alloc(out_len as u64 * 4, "matmul")?;
     if out_len == 0 {
@@ -101,7 +121,7 @@ fn matmul_block(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc, k
         m: u(d.m)?,
         n: u(d.n)?,
         k: u(d.k)?,
-        a_off: u(k0 * d.a_cs)?,
+        a_off: u(a_off + k0 * d.a_cs)?,
         a_rs: u(d.a_rs)?,
         a_cs: u(d.a_cs)?,
         a_bs: u(d.a_bs)?,
@@ -113,7 +133,10 @@ fn matmul_block(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, d: &MatmulDesc, k
         c_bs: u(d.m * d.n)?,
         pad3: [0; 3],
     };
-    let kernel = choose_kernel(d, dev.row_matmul(), dev.cx().matmul_policy());
+    // The vec4 readers of A need its start 4-aligned, as they need its batch stride: an
+    // unaligned start is chosen for as an unaligned batch stride.
+    let choice = if (a_off + k0 * d.a_cs) % 4 == 0 { *d } else { MatmulDesc { a_bs: d.a_bs | 1, ..*d } };
+    let kernel = choose_kernel(&choice, dev.row_matmul(), dev.cx().matmul_policy());
     let (rows, cols) = kernel.block();
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
     let gx = d.n.div_ceil(cols);

@@ -112,11 +112,14 @@ pub enum Family {
     Norm,
     /// `attention.wgsl`: fused scaled dot-product attention, forward and backward.
     Attention,
+    /// `recurrence.wgsl`: one step of an RNN, LSTM or GRU cell, forward and backward.
+    Recurrence,
 }
 
 impl Family {
     /// Every family, for validation tests.
-    pub const ALL: [Family; 14] = [
+    pub const ALL: [Family; 15] = [
+        Family::Recurrence,
         Family::Attention,
         Family::Norm,
         Family::Im2col,
@@ -142,6 +145,7 @@ impl Family {
             Family::Binary => {
                 return Cow::Owned(OPS.to_string() + &op_switches() + include_str!("../../shaders/binary.wgsl"));
             }
+            Family::Recurrence => return Cow::Owned(OPS.to_string() + include_str!("../../shaders/recurrence.wgsl")),
             Family::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Family::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Family::Softmax => include_str!("../../shaders/softmax.wgsl"),
@@ -174,6 +178,7 @@ impl Family {
             Family::Stats => "stats.wgsl",
             Family::Norm => "norm.wgsl",
             Family::Attention => "attention.wgsl",
+            Family::Recurrence => "recurrence.wgsl",
             Family::Im2col => "im2col.wgsl",
             Family::Pool => "pool.wgsl",
         }
@@ -191,6 +196,7 @@ impl Family {
             Family::Norm => (3, 2),
             Family::Attention => (6, 2),
             Family::Loss => (4, 2),
+            Family::Recurrence => (4, 3),
         }
     }
 }
