@@ -14,75 +14,15 @@
 //! The validation loss is the mean over `--eval-iters` (200) random validation batches, every
 //! `--eval-interval` iterations and at the end; a checkpoint (model and optimizer) is written at
 //! each evaluation, and `--resume` continues from it (with fresh batch draws). It ends with a
-//! text sample and the line `val_loss=<x> seconds=<y> device=<name>`.
+//! text sample and the line `val_loss=<x> seconds=<y> device=<name>`. The command line, the loop
+//! and its ending are `examples/src/lm_train.rs`, shared with `train_lstm`.
 
-use std::path::PathBuf;
-use std::time::Instant;
-
-use indicatif::{ProgressBar, ProgressStyle};
-use kiln::optim::{AdamConfig, AdamW, Optimizer, clip_grad_norm_};
+use kiln::optim::{AdamConfig, AdamW, Optimizer};
 use kiln::prelude::*;
 use kiln::train::Checkpoint;
-use kiln_examples::device_arg;
 use kiln_examples::gpt::{Gpt, GptConfig};
+use kiln_examples::lm_train::{LmArgs, LmTraining, optimize, resume, train};
 use kiln_examples::text::{Rng, draw, load_text, shakespeare_path};
-
-struct Args {
-    device: Device,
-    iters: u64,
-    seed: u64,
-    eval_interval: u64,
-    eval_iters: usize,
-    checkpoint: PathBuf,
-    resume: bool,
-    sample_len: usize,
-    temperature: f32,
-    top_k: usize,
-}
-
-const USAGE: &str = "usage: train_gpt [--device cpu|gpu|software] [--iters N] [--seed S] [--eval-interval N] \
-[--eval-iters N] [--checkpoint PATH] [--resume] [--sample-len N] [--temperature T] [--top-k K]";
-
-fn parse_args() -> std::result::Result<Args, String> {
-    let mut args = Args {
-        device: Device::best(),
-        iters: 2000,
-        seed: 0,
-        eval_interval: 500,
-        eval_iters: 200,
-        checkpoint: PathBuf::from("target/checkpoints/train_gpt.safetensors"),
-        resume: false,
-        sample_len: 300,
-        temperature: 0.8,
-        top_k: 20,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut val = || it.next().ok_or(format!("{a} needs a value\n{USAGE}"));
-        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{a}: {e}"));
-        match a.as_str() {
-            "--device" => args.device = device_arg(&val()?)?,
-            "--iters" => args.iters = num(val()?)?,
-            "--seed" => args.seed = num(val()?)?,
-            "--eval-interval" => args.eval_interval = num(val()?)?.max(1),
-            "--eval-iters" => args.eval_iters = num(val()?)?.max(1) as usize,
-            "--checkpoint" => args.checkpoint = PathBuf::from(val()?),
-            "--resume" => args.resume = true,
-            "--sample-len" => args.sample_len = num(val()?)? as usize,
-            "--temperature" => args.temperature = val()?.parse().map_err(|e| format!("--temperature: {e}"))?,
-            "--top-k" => args.top_k = num(val()?)? as usize,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    if args.temperature.is_nan() || args.temperature <= 0.0 {
-        return Err("--temperature must be positive".into());
-    }
-    Ok(args)
-}
 
 /// `batch` random windows of `block + 1` ids: inputs and next-token targets, [batch, block].
 fn get_batch(data: &[u32], rng: &mut Rng, batch: usize, block: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
@@ -128,22 +68,56 @@ fn estimate_loss(model: &Gpt, data: &[u32], rng: &mut Rng, iters: usize, dev: &D
     Ok(total.item()? / iters as f32)
 }
 
-/// `len` characters continuing `start`, each drawn from the softmax of the last position's
-/// logits / temperature, restricted to the `top_k` most likely.
-fn sample(model: &Gpt, chars: &[char], rng: &mut Rng, args: &Args, dev: &Device) -> Result<String> {
-    model.eval();
-    let block = model.config().block_size;
-    let mut ids: Vec<u32> = vec![chars.binary_search(&'\n').unwrap_or(0) as u32];
-    for _ in 0..args.sample_len {
-        let ctx = &ids[ids.len().saturating_sub(block)..];
-        let x = Tensor::from_labels(ctx, dev)?.reshape(&[1, ctx.len()])?;
-        let logits = no_grad(|| model.logits(&x))?;
-        let v = logits.shape()[2];
-        let last = logits.reshape(&[ctx.len(), v])?.narrow(0usize, ctx.len() - 1, 1)?.to_vec()?;
-        let pick = draw(&last, args.temperature, args.top_k, rng);
-        ids.push(pick as u32);
+/// The model, its optimizer and the text, as the shared loop drives them.
+struct Run<'a> {
+    model: Gpt,
+    opt: AdamW,
+    params: Vec<Parameter>,
+    train: &'a [u32],
+    val: &'a [u32],
+    chars: &'a [char],
+    rng: Rng,
+    eval_rng: Rng,
+    eval_iters: usize,
+    dev: Device,
+}
+
+impl LmTraining for Run<'_> {
+    /// A random batch of 12 at the schedule's learning rate.
+    fn step(&mut self, it: u64) -> Result<Tensor> {
+        self.opt.set_lr(get_lr(it));
+        let (x, y) = get_batch(self.train, &mut self.rng, 12, self.model.config().block_size, &self.dev)?;
+        optimize(&self.model.loss(&x, &y)?, &mut self.opt, &self.params)
     }
-    Ok(ids[1..].iter().map(|&i| chars[i as usize]).collect())
+
+    fn evaluate(&mut self) -> Result<f32> {
+        estimate_loss(&self.model, self.val, &mut self.eval_rng, self.eval_iters, &self.dev)
+    }
+
+    fn checkpoint(&self, step: u64) -> Result<Checkpoint> {
+        Checkpoint::capture(&self.model, Some(&self.opt), None, 0, step)
+    }
+
+    fn note(&self, it: u64) -> String {
+        format!("  lr {:.2e}", get_lr(it))
+    }
+
+    /// `len` characters continuing a newline, each drawn from the softmax of the last
+    /// position's logits / temperature, restricted to the `top_k` most likely.
+    fn sample(&mut self, len: usize, temperature: f32, top_k: usize) -> Result<String> {
+        self.model.eval();
+        let block = self.model.config().block_size;
+        let mut ids: Vec<u32> = vec![self.chars.binary_search(&'\n').unwrap_or(0) as u32];
+        for _ in 0..len {
+            let ctx = &ids[ids.len().saturating_sub(block)..];
+            let x = Tensor::from_labels(ctx, &self.dev)?.reshape(&[1, ctx.len()])?;
+            let logits = no_grad(|| self.model.logits(&x))?;
+            let v = logits.shape()[2];
+            let last = logits.reshape(&[ctx.len(), v])?.narrow(0usize, ctx.len() - 1, 1)?.to_vec()?;
+            ids.push(draw(&last, temperature, top_k, &mut self.rng) as u32);
+        }
+        Ok(ids[1..].iter().map(|&i| self.chars[i as usize]).collect())
+    }
 }
 
 fn main() {
@@ -154,18 +128,20 @@ fn main() {
 }
 
 fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
-    let dev = args.device.clone();
+    let Some(args) = LmArgs::defaults("train_gpt").parse("train_gpt", &["--eval-iters"], std::env::args().skip(1))?
+    else {
+        return Ok(());
+    };
+    let dev = args.device();
     kiln::manual_seed(args.seed);
     let (chars, ids) = load_text(&shakespeare_path())?;
     let split = ids.len() * 9 / 10;
-    let (train, val) = (&ids[..split], &ids[split..]);
-    let cfg = GptConfig::small(chars.len());
-    let model = Gpt::new(cfg, &dev)?;
+    let (train_text, val) = (&ids[..split], &ids[split..]);
+    let model = Gpt::new(GptConfig::small(chars.len()), &dev)?;
     println!(
         "kiln train_gpt: {} characters ({} train / {} val), vocabulary {}, {} parameters, device: {}",
         ids.len(),
-        train.len(),
+        train_text.len(),
         val.len(),
         chars.len(),
         model.num_parameters().total,
@@ -176,61 +152,21 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let adam = AdamConfig { lr: get_lr(0), betas: (0.9, 0.99), eps: 1e-8, weight_decay: 0.1, ..AdamConfig::adamw() };
     let mut opt = AdamW::new(decay, adam)?;
     opt.add_param_group(rest, AdamConfig { weight_decay: 0.0, ..adam })?;
-    let params = model.parameters();
-
-    let mut start_it = 0;
-    if args.resume {
-        let ck = Checkpoint::load(&args.checkpoint, &dev)?;
-        ck.restore(&model, Some(&mut opt), None)?;
-        start_it = ck.progress.step;
-        println!("resumed from {} at iteration {start_it}", args.checkpoint.display());
-    }
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (args.seed.wrapping_add(1).wrapping_mul(0x1000_0000_01B3)) ^ start_it);
-    let mut eval_rng = Rng(0xD1B5_4A32_D192_ED03 ^ args.seed.wrapping_add(7));
-    let style = ProgressStyle::with_template("iter {pos:>5}/{len} [{bar:30}] {elapsed_precise} {msg}")
-        .map_err(|e| e.to_string())?
-        .progress_chars("=> ");
-    let bar = ProgressBar::new(args.iters).with_style(style);
-    bar.set_position(start_it);
-    let started = Instant::now();
-    let mut val_loss = f32::NAN;
-    let mut train_sum = Tensor::zeros(&[], &dev)?;
-    let mut since = 0;
+    let start = resume(&args, &model, &mut opt, &dev)?;
     model.train();
-    for it in start_it..args.iters {
-        opt.set_lr(get_lr(it));
-        let (x, y) = get_batch(train, &mut rng, 12, cfg.block_size, &dev)?;
-        opt.zero_grad();
-        let loss = model.loss(&x, &y)?;
-        loss.backward()?;
-        clip_grad_norm_(&params, 1.0)?;
-        opt.step()?;
-        train_sum = train_sum.add(&loss.detach())?;
-        since += 1;
-        bar.inc(1);
-        let done = it + 1;
-        if done % args.eval_interval == 0 || done == args.iters {
-            val_loss = estimate_loss(&model, val, &mut eval_rng, args.eval_iters, &dev)?;
-            let train_loss = train_sum.item()? / since as f32;
-            (train_sum, since) = (Tensor::zeros(&[], &dev)?, 0);
-            let line =
-                format!("iter {done:5}  train loss {train_loss:.4}  val loss {val_loss:.4}  lr {:.2e}", get_lr(it));
-            bar.suspend(|| println!("{line}"));
-            if let Some(dir) = args.checkpoint.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            Checkpoint::capture(&model, Some(&opt), None, 0, done)?.save(&args.checkpoint)?;
-        }
-    }
-    bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    if val_loss.is_nan() {
-        val_loss = estimate_loss(&model, val, &mut eval_rng, args.eval_iters, &dev)?;
-    }
-    println!("checkpoint: {}", args.checkpoint.display());
-    println!("--- sample (temperature {}, top-k {}) ---", args.temperature, args.top_k);
-    println!("{}", sample(&model, &chars, &mut rng, &args, &dev)?);
-    println!("---");
-    println!("val_loss={val_loss:.4} seconds={seconds:.2} device={}", dev.name());
-    Ok(())
+    let params = model.parameters();
+    let (rng, eval_rng) = (Rng(args.draw_seed(start)), Rng(0xD1B5_4A32_D192_ED03 ^ args.seed.wrapping_add(7)));
+    let mut run = Run {
+        model,
+        opt,
+        params,
+        train: train_text,
+        val,
+        chars: &chars,
+        rng,
+        eval_rng,
+        eval_iters: args.eval_iters,
+        dev: dev.clone(),
+    };
+    train(&args, start, &mut run, &dev)
 }

@@ -8,7 +8,11 @@
 //! cargo run --release -p kiln-examples --example train_lstm -- \
 //!     [--device cpu|gpu|software] [--iters N] [--seed S] [--eval-interval N]
 //!     [--checkpoint PATH] [--resume] [--sample-len N] [--temperature T] [--top-k K]
+//!     [--batch B] [--seq T]
 //! ```
+//!
+//! Defaults: 1000 iterations, 32 streams, chunks of 64, an evaluation every 250 iterations. The
+//! command line, the loop and its ending are `examples/src/lm_train.rs`, shared with `train_gpt`.
 //!
 //! The model: an embedding of 64, a 2-layer LSTM of 256, a linear head; AdamW (lr 2e-3, PyTorch's
 //! defaults otherwise), gradients clipped at norm 1. The validation loss is the mean cross-entropy
@@ -18,76 +22,12 @@
 //! evaluation, and `--resume` continues from it at the same place in the text with a fresh state.
 //! It ends with a text sample and the line `val_loss=<x> seconds=<y> device=<name>`.
 
-use std::path::PathBuf;
-use std::time::Instant;
-
-use indicatif::{ProgressBar, ProgressStyle};
-use kiln::optim::{AdamConfig, AdamW, Optimizer, clip_grad_norm_};
+use kiln::optim::{AdamConfig, AdamW};
 use kiln::prelude::*;
 use kiln::train::Checkpoint;
 use kiln_examples::char_lstm::{CharLstm, CharLstmConfig};
-use kiln_examples::device_arg;
+use kiln_examples::lm_train::{LmArgs, LmTraining, optimize, resume, train};
 use kiln_examples::text::{Rng, draw, load_text, shakespeare_path};
-
-struct Args {
-    device: Device,
-    iters: u64,
-    seed: u64,
-    batch: usize,
-    seq: usize,
-    eval_interval: u64,
-    checkpoint: PathBuf,
-    resume: bool,
-    sample_len: usize,
-    temperature: f32,
-    top_k: usize,
-}
-
-const USAGE: &str = "usage: train_lstm [--device cpu|gpu|software] [--iters N] [--seed S] [--batch B] [--seq T] \
-[--eval-interval N] [--checkpoint PATH] [--resume] [--sample-len N] [--temperature T] [--top-k K]";
-
-fn parse_args() -> std::result::Result<Args, String> {
-    let mut args = Args {
-        device: Device::best(),
-        iters: 1000,
-        seed: 0,
-        batch: 32,
-        seq: 64,
-        eval_interval: 250,
-        checkpoint: PathBuf::from("target/checkpoints/train_lstm.safetensors"),
-        resume: false,
-        sample_len: 300,
-        temperature: 0.8,
-        top_k: 20,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut val = || it.next().ok_or(format!("{a} needs a value\n{USAGE}"));
-        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{a}: {e}"));
-        match a.as_str() {
-            "--device" => args.device = device_arg(&val()?)?,
-            "--iters" => args.iters = num(val()?)?,
-            "--seed" => args.seed = num(val()?)?,
-            "--batch" => args.batch = num(val()?)?.max(1) as usize,
-            "--seq" => args.seq = num(val()?)?.max(1) as usize,
-            "--eval-interval" => args.eval_interval = num(val()?)?.max(1),
-            "--checkpoint" => args.checkpoint = PathBuf::from(val()?),
-            "--resume" => args.resume = true,
-            "--sample-len" => args.sample_len = num(val()?)? as usize,
-            "--temperature" => args.temperature = val()?.parse().map_err(|e| format!("--temperature: {e}"))?,
-            "--top-k" => args.top_k = num(val()?)? as usize,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    if args.temperature.is_nan() || args.temperature <= 0.0 {
-        return Err("--temperature must be positive".into());
-    }
-    Ok(args)
-}
 
 /// A text read as `batch` contiguous streams, side by side, in chunks of `seq`.
 struct Streams<'a> {
@@ -146,20 +86,52 @@ fn estimate_loss(model: &mut CharLstm, val: &Streams, dev: &Device) -> Result<f3
     Ok(total.item()? / val.chunks() as f32)
 }
 
-/// `len` characters after a newline, one step at a time from a fresh state for one stream, each
-/// drawn from the last logits / temperature among the `top_k` most likely.
-fn sample(model: &mut CharLstm, chars: &[char], rng: &mut Rng, args: &Args, dev: &Device) -> Result<String> {
-    model.eval();
-    model.reset_state(1)?;
-    let mut id = chars.binary_search(&'\n').unwrap_or(0) as u32;
-    let mut out = String::new();
-    for _ in 0..args.sample_len {
-        let x = Tensor::from_labels(&[id], dev)?.reshape(&[1, 1])?;
-        let logits = no_grad(|| model.forward_chunk(&x))?.to_vec()?;
-        id = draw(&logits, args.temperature, args.top_k, rng) as u32;
-        out.push(chars[id as usize]);
+/// The model, its optimizer and the text, as the shared loop drives them.
+struct Run<'a> {
+    model: CharLstm,
+    opt: AdamW,
+    params: Vec<Parameter>,
+    train: Streams<'a>,
+    val: Streams<'a>,
+    chars: &'a [char],
+    rng: Rng,
+    dev: Device,
+}
+
+impl LmTraining for Run<'_> {
+    /// The next chunk in order; the state starts from zeros at the start of each pass.
+    fn step(&mut self, it: u64) -> Result<Tensor> {
+        let k = it as usize % self.train.chunks();
+        if k == 0 {
+            self.model.reset_state(self.train.batch)?;
+        }
+        let (x, y) = self.train.chunk(k, &self.dev)?;
+        optimize(&self.model.loss(&x, &y)?, &mut self.opt, &self.params)
     }
-    Ok(out)
+
+    fn evaluate(&mut self) -> Result<f32> {
+        estimate_loss(&mut self.model, &self.val, &self.dev)
+    }
+
+    fn checkpoint(&self, step: u64) -> Result<Checkpoint> {
+        Checkpoint::capture(&self.model, Some(&self.opt), None, 0, step)
+    }
+
+    /// `len` characters after a newline, one step at a time from a fresh state for one stream,
+    /// each drawn from the last logits / temperature among the `top_k` most likely.
+    fn sample(&mut self, len: usize, temperature: f32, top_k: usize) -> Result<String> {
+        self.model.eval();
+        self.model.reset_state(1)?;
+        let mut id = self.chars.binary_search(&'\n').unwrap_or(0) as u32;
+        let mut out = String::new();
+        for _ in 0..len {
+            let x = Tensor::from_labels(&[id], &self.dev)?.reshape(&[1, 1])?;
+            let logits = no_grad(|| self.model.forward_chunk(&x))?.to_vec()?;
+            id = draw(&logits, temperature, top_k, &mut self.rng) as u32;
+            out.push(self.chars[id as usize]);
+        }
+        Ok(out)
+    }
 }
 
 fn main() {
@@ -170,12 +142,15 @@ fn main() {
 }
 
 fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
-    let dev = args.device.clone();
+    let defaults = LmArgs { iters: 1000, eval_interval: 250, batch: 32, ..LmArgs::defaults("train_lstm") };
+    let Some(args) = defaults.parse("train_lstm", &["--batch", "--seq"], std::env::args().skip(1))? else {
+        return Ok(());
+    };
+    let dev = args.device();
     kiln::manual_seed(args.seed);
     let (chars, ids) = load_text(&shakespeare_path())?;
     let split = ids.len() * 9 / 10;
-    let train = Streams::new(&ids[..split], args.batch, args.seq)?;
+    let train_text = Streams::new(&ids[..split], args.batch, args.seq)?;
     let val = Streams::new(&ids[split..], args.batch, args.seq)?;
     let cfg = CharLstmConfig { vocab_size: chars.len(), embed: 64, hidden: 256, layers: 2 };
     let mut model = CharLstm::new(cfg, &dev)?;
@@ -192,62 +167,12 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
         dev.name()
     );
     let mut opt = AdamW::new(model.named_parameters(), AdamConfig { lr: 2e-3, ..AdamConfig::adamw() })?;
-    let params = model.parameters();
-
-    let mut start_it = 0;
-    if args.resume {
-        let ck = Checkpoint::load(&args.checkpoint, &dev)?;
-        ck.restore(&model, Some(&mut opt), None)?;
-        start_it = ck.progress.step;
-        println!("resumed from {} at iteration {start_it} (the state starts from zeros)", args.checkpoint.display());
-    }
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ args.seed.wrapping_add(1).wrapping_mul(0x1000_0000_01B3));
-    let style = ProgressStyle::with_template("iter {pos:>5}/{len} [{bar:30}] {elapsed_precise} {msg}")
-        .map_err(|e| e.to_string())?
-        .progress_chars("=> ");
-    let bar = ProgressBar::new(args.iters).with_style(style);
-    bar.set_position(start_it);
-    let started = Instant::now();
-    let mut val_loss = f32::NAN;
-    let mut train_sum = Tensor::zeros(&[], &dev)?;
-    let mut since = 0;
+    // The state is not in the checkpoint (not persistent): a resumed run starts it from zeros.
+    let start = resume(&args, &model, &mut opt, &dev)?;
     model.reset_state(args.batch)?;
     model.train();
-    for it in start_it..args.iters {
-        let k = it as usize % train.chunks();
-        if k == 0 {
-            model.reset_state(args.batch)?; // a new pass over the text
-        }
-        let (x, y) = train.chunk(k, &dev)?;
-        opt.zero_grad();
-        let loss = model.loss(&x, &y)?;
-        loss.backward()?;
-        clip_grad_norm_(&params, 1.0)?;
-        opt.step()?;
-        train_sum = train_sum.add(&loss.detach())?;
-        since += 1;
-        bar.inc(1);
-        let done = it + 1;
-        if done % args.eval_interval == 0 || done == args.iters {
-            val_loss = estimate_loss(&mut model, &val, &dev)?;
-            let train_loss = train_sum.item()? / since as f32;
-            (train_sum, since) = (Tensor::zeros(&[], &dev)?, 0);
-            bar.suspend(|| println!("iter {done:5}  train loss {train_loss:.4}  val loss {val_loss:.4}"));
-            if let Some(dir) = args.checkpoint.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            Checkpoint::capture(&model, Some(&opt), None, 0, done)?.save(&args.checkpoint)?;
-        }
-    }
-    bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    if val_loss.is_nan() {
-        val_loss = estimate_loss(&mut model, &val, &dev)?;
-    }
-    println!("checkpoint: {}", args.checkpoint.display());
-    println!("--- sample (temperature {}, top-k {}) ---", args.temperature, args.top_k);
-    println!("{}", sample(&mut model, &chars, &mut rng, &args, &dev)?);
-    println!("---");
-    println!("val_loss={val_loss:.4} seconds={seconds:.2} device={}", dev.name());
-    Ok(())
+    let params = model.parameters();
+    let rng = Rng(args.draw_seed(0));
+    let mut run = Run { model, opt, params, train: train_text, val, chars: &chars, rng, dev: dev.clone() };
+    train(&args, start, &mut run, &dev)
 }

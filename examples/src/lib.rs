@@ -1,6 +1,7 @@
 //! Helpers shared by kiln's examples: the bundled digits data set and the `--device` argument,
 //! the nanoGPT-compatible GPT of `examples/gpt/` (as `kiln_examples::gpt`), the text helpers of
-//! the language-model examples (`text`) and the stateful `char_lstm` model of `train_lstm`.
+//! the language-model examples (`text`), their command line and training loop (`lm_train`) and
+//! the stateful `char_lstm` model of `train_lstm`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use kiln::data::{Dataset, TensorDataset, permutation, read_csv};
 pub mod char_lstm;
 #[path = "../gpt/mod.rs"]
 pub mod gpt;
+pub mod lm_train;
 pub mod text;
 
 /// Where the bundled file lives in the repository.
