@@ -131,13 +131,30 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], d: &MatmulDesc) -> Vec<f32> {
     c
 }
 
+/// Sums `x` viewed as [outer, dim, inner] over `dim`, in f64, each sum in order of `dim`. Rows
+/// of `inner` are added whole into a row of sums (reading down a column of a wide matrix would
+/// miss the cache at every element).
 pub(crate) fn sum_dim(x: &[f32], outer: usize, dim: usize, inner: usize) -> Vec<f32> {
     let mut out = vec![0f32; outer * inner];
-    for o in 0..outer {
-        for i in 0..inner {
-            let base = o * dim * inner + i;
-            let s: f64 = (0..dim).map(|d| x[base + d * inner] as f64).sum();
-            out[o * inner + i] = s as f32;
+    if out.is_empty() {
+        return out;
+    }
+    if inner == 1 {
+        for (o, row) in out.iter_mut().zip(x.chunks_exact(dim.max(1))) {
+            *o = row.iter().map(|&v| v as f64).sum::<f64>() as f32;
+        }
+        return out;
+    }
+    let mut acc = vec![0f64; inner];
+    for (o, sums) in out.chunks_exact_mut(inner).enumerate() {
+        acc.fill(0.0);
+        for row in x[o * dim * inner..(o + 1) * dim * inner].chunks_exact(inner) {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v as f64;
+            }
+        }
+        for (s, a) in sums.iter_mut().zip(&acc) {
+            *s = *a as f32;
         }
     }
     out

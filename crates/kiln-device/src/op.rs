@@ -16,6 +16,15 @@
 //! compile, and a WGSL name without its function in `ops.wgsl` fails naga validation of the
 //! generated switch (`wgsl::tests`). Adding an op: ARCHITECTURE.md, "Adding an op".
 
+/// tanh as `ops.wgsl`'s `tanh_` computes it, (1 - e^(-2|v|)) / (1 + e^(-2|v|)) with v's sign:
+/// one `exp` (libm's `tanhf` costs several times that), +-1 for large |v|, and the CPU and the
+/// GPU agree.
+pub fn tanh(v: f32) -> f32 {
+    let t = (-2.0 * v.abs()).exp();
+    let r = (1.0 - t) / (1.0 + t);
+    if v < 0.0 { -r } else { r }
+}
+
 /// Calls `$then! { ... }` with the table of unary ops. Each entry:
 /// `/// doc` `Name: "wgsl_fn", |v, alpha| cpu, [method arg?], [|g, x, y, alpha| derivative];`
 /// where the derivative gets the incoming gradient `g`, the input `x`, the output `y` and the
@@ -33,7 +42,7 @@ macro_rules! unary_ops {
             /// Square root.
             Sqrt: "u_sqrt", |v, _a| v.sqrt(), [sqrt], [|g, _x, y, _a| g.div(y)?.mul_scalar(0.5)];
             /// Hyperbolic tangent.
-            Tanh: "u_tanh", |v, _a| v.tanh(), [tanh], [|g, _x, y, _a| g.mul(&y.mul(y)?.rsub_scalar(1.0)?)];
+            Tanh: "u_tanh", |v, _a| $crate::op::tanh(v), [tanh], [|g, _x, y, _a| g.mul(&y.mul(y)?.rsub_scalar(1.0)?)];
             /// Logistic sigmoid 1 / (1 + e^-x).
             Sigmoid: "u_sigmoid", |v, _a| 1.0 / (1.0 + (-v).exp()), [sigmoid],
                 [|g, _x, y, _a| g.mul(&y.mul(&y.rsub_scalar(1.0)?)?)];
@@ -203,6 +212,19 @@ binary_ops!(define_binary);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tanh_is_within_float_rounding_of_f64_and_saturates() {
+        let mut worst = 0f64;
+        for i in -40_000..=40_000 {
+            let v = i as f32 * 2.5e-4;
+            worst = worst.max((tanh(v) as f64 - (v as f64).tanh()).abs());
+        }
+        assert!(worst < 2.5e-7, "{worst}");
+        assert_eq!((tanh(100.0), tanh(-100.0), tanh(f32::INFINITY), tanh(f32::NEG_INFINITY)), (1.0, -1.0, 1.0, -1.0));
+        assert_eq!(tanh(0.0), 0.0);
+        assert!(tanh(f32::NAN).is_nan());
+    }
 
     #[test]
     fn tables_expand_in_order() {

@@ -13,6 +13,7 @@
 //! time index), states [T+1, B, S*H] and saved gates [T, B, 4*H] in processing order.
 
 use kiln_device::kernels::{self, CellKind, RecurrenceDesc};
+use kiln_device::op::tanh;
 
 use super::gpu;
 use crate::autograd::{Op, no_grad};
@@ -63,21 +64,21 @@ fn host_forward(
                 let pre = |k: usize| x[k * h + j] + hr[k * h + j] + bias(k * h + j);
                 let hn = match d.kind {
                     CellKind::Lstm => {
-                        let (gi, gf, gg, go) = (sig(pre(0)), sig(pre(1)), pre(2).tanh(), sig(pre(3)));
+                        let (gi, gf, gg, go) = (sig(pre(0)), sig(pre(1)), tanh(pre(2)), sig(pre(3)));
                         let c = gf * pv[h + j] + gi * gg;
                         (ax[j], ax[h + j], ax[2 * h + j], ax[3 * h + j]) = (gi, gf, gg, go);
                         nx[h + j] = c;
                         o[h + j] = c;
-                        go * c.tanh()
+                        go * tanh(c)
                     }
                     CellKind::Gru => {
                         let (r, z) = (sig(pre(0)), sig(pre(1)));
                         let hpn = hr[2 * h + j] + bias(2 * h + j);
-                        let n = (x[2 * h + j] + r * hpn).tanh();
+                        let n = tanh(x[2 * h + j] + r * hpn);
                         (ax[j], ax[h + j], ax[2 * h + j], ax[3 * h + j]) = (r, z, n, hpn);
                         (1.0 - z) * n + z * pv[j]
                     }
-                    CellKind::RnnTanh => pre(0).tanh(),
+                    CellKind::RnnTanh => tanh(pre(0)),
                     CellKind::RnnRelu => pre(0).max(0.0),
                 };
                 nx[j] = hn;
@@ -118,7 +119,7 @@ fn host_backward(
                 match d.kind {
                     CellKind::Lstm => {
                         let (gi, gf, gg, go) = (ax[j], ax[h + j], ax[2 * h + j], ax[3 * h + j]);
-                        let tc = nx[h + j].tanh();
+                        let tc = tanh(nx[h + j]);
                         let dc = o[h + j] + carry[i] + dh * go * (1.0 - tc * tc);
                         let grads = [
                             dc * gg * gi * (1.0 - gi),
