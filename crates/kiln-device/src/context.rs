@@ -58,6 +58,22 @@ pub(crate) struct Context {
     pub(crate) dispatched: AtomicU64,
 }
 
+/// Which of the adapter-specific kernels a device may run, from what the opened device has
+/// (never from the backend's name): (the subgroup matmul kernels, vec4 arrays widened to
+/// `vec2<u64>`). Both are for software adapters (`DeviceType::Cpu`), the first with the SUBGROUP
+/// feature and subgroups of at least 8 lanes, the second with SHADER_INT64. wgpu's GL backend
+/// offers neither feature, so a GL device gets the plain kernels (`wgsl/translate_tests.rs`
+/// translates those for GLSL).
+pub(crate) fn kernel_support(
+    features: wgpu::Features,
+    device_type: wgpu::DeviceType,
+    subgroup_min_size: u32,
+) -> (bool, bool) {
+    let software = device_type == wgpu::DeviceType::Cpu;
+    let rows = software && features.contains(wgpu::Features::SUBGROUP) && subgroup_min_size >= 8;
+    (rows, software && features.contains(wgpu::Features::SHADER_INT64))
+}
+
 impl Context {
     pub(crate) fn new(
         device: wgpu::Device,
@@ -76,11 +92,7 @@ impl Context {
         }));
         let limits = device.limits();
         let info = device.adapter_info();
-        let wide_capable =
-            device.features().contains(wgpu::Features::SHADER_INT64) && info.device_type == wgpu::DeviceType::Cpu;
-        let row_matmul = device.features().contains(wgpu::Features::SUBGROUP)
-            && info.subgroup_min_size >= 8
-            && info.device_type == wgpu::DeviceType::Cpu;
+        let (row_matmul, wide_capable) = kernel_support(device.features(), info.device_type, info.subgroup_min_size);
         let uniform_align = (limits.min_uniform_buffer_offset_alignment as u64).max(256);
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln uniform arena"),
@@ -324,5 +336,29 @@ impl Context {
             return Err(DeviceError::Wgpu(format!("{label}::{entry}: {e}")));
         }
         Ok(PipelineEntry { pipeline, layout })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_support;
+    use wgpu::{DeviceType, Features};
+
+    #[test]
+    fn adapter_kernels_follow_the_device_features() {
+        let both = Features::SUBGROUP | Features::SHADER_INT64;
+        // lavapipe on Vulkan: both.
+        assert_eq!(kernel_support(both, DeviceType::Cpu, 8), (true, true));
+        // llvmpipe on GL: wgpu's GL backend offers neither feature.
+        assert_eq!(kernel_support(Features::empty(), DeviceType::Cpu, 8), (false, false));
+        // A software adapter with narrow subgroups (WARP reports 4): no subgroup kernels.
+        assert_eq!(kernel_support(both, DeviceType::Cpu, 4), (false, true));
+        // Features withheld from a software adapter, one at a time.
+        assert_eq!(kernel_support(Features::SHADER_INT64, DeviceType::Cpu, 8), (false, true));
+        assert_eq!(kernel_support(Features::SUBGROUP, DeviceType::Cpu, 8), (true, false));
+        // Real GPUs take the vec4 tiles, whatever they offer.
+        for t in [DeviceType::DiscreteGpu, DeviceType::IntegratedGpu, DeviceType::VirtualGpu, DeviceType::Other] {
+            assert_eq!(kernel_support(both, t, 32), (false, false));
+        }
     }
 }

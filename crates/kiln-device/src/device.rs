@@ -118,6 +118,12 @@ impl GpuDevice {
         self.inner.cx.row_matmul
     }
 
+    /// Whether vec4 storage arrays are read and written as `vec2<u64>` (a software adapter
+    /// opened with SHADER_INT64, when [`DeviceOptions::wide`] asks for it).
+    pub fn wide_arrays(&self) -> bool {
+        self.inner.cx.wide()
+    }
+
     /// Whether the adapter is a software one (a CPU adapter such as lavapipe).
     pub fn is_software(&self) -> bool {
         self.inner.cx.summary.device_type == "software"

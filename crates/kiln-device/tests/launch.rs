@@ -52,21 +52,66 @@ fn unary_binary_matmul_reduce_roundtrip() {
     assert_eq!(idx, vec![499, 499]);
 }
 
+/// The adapter an application would take: the default one, else the fallback (software) one.
+fn app_adapter() -> kiln_device::wgpu::Adapter {
+    use kiln_device::wgpu;
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+        .or_else(|_| {
+            pollster::block_on(
+                instance.request_adapter(&wgpu::RequestAdapterOptions {
+                    force_fallback_adapter: true,
+                    ..Default::default()
+                }),
+            )
+        })
+        .unwrap()
+}
+
 /// A wgpu device of the test's own (so that no other test's submit sees its errors).
 fn own_device() -> GpuDevice {
     use kiln_device::wgpu;
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapter =
-        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
-            .or_else(|_| {
-                pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-                    force_fallback_adapter: true,
-                    ..Default::default()
-                }))
-            })
-            .unwrap();
+    let adapter = app_adapter();
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
     GpuDevice::from_wgpu(device, queue)
+}
+
+/// A device opened on the same adapter with and without the features the software adapter's
+/// kernels need (SUBGROUP, SHADER_INT64): without them it takes the plain kernels, and both give
+/// the products and elementwise results of the host, on shapes the subgroup kernels would take.
+#[test]
+fn a_device_without_subgroups_or_int64_takes_the_plain_kernels() {
+    use kiln_device::wgpu;
+    if dev().is_none() {
+        return;
+    }
+    let adapter = app_adapter();
+    let wanted = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64;
+    let open = |features| {
+        let desc = wgpu::DeviceDescriptor { required_features: features, ..Default::default() };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).unwrap();
+        GpuDevice::from_wgpu(device, queue)
+    };
+    let full = open(adapter.features() & wanted);
+    let bare = open(wgpu::Features::empty());
+    assert!(!bare.row_matmul() && !bare.wide_arrays());
+    let software = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+    if software && adapter.features().contains(wanted) {
+        assert!(full.row_matmul() && full.wide_arrays(), "lavapipe runs the subgroup and wide kernels");
+    }
+    let (m, n, k) = (70, 100, 37);
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 101) as f32 * 0.02 - 1.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 53) % 97) as f32 * 0.02 - 1.0).collect();
+    let want: Vec<f64> =
+        (0..m * n).map(|ij| (0..k).map(|p| a[ij / n * k + p] as f64 * b[p * n + ij % n] as f64).sum()).collect();
+    for d in [&full, &bare] {
+        let ba = d.upload(bytemuck::cast_slice(&a), "a").unwrap();
+        let bb = d.upload(bytemuck::cast_slice(&b), "b").unwrap();
+        let c = kernels::matmul(d, &ba, &bb, &MatmulDesc::plain(m, n, k, false, false)).unwrap();
+        common::close(&f32s(d, &c, m * n), &want, "matmul");
+        let y = kernels::unary(d, UnaryOp::Neg, 0.0, &ba, m * k).unwrap();
+        assert_eq!(f32s(d, &y, m * k), a.iter().map(|v| -v).collect::<Vec<_>>());
+    }
 }
 
 #[test]

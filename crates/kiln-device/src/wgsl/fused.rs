@@ -264,4 +264,4 @@ impl Plan {
 
 #[cfg(test)]
 #[path = "fused_tests.rs"]
-mod tests;
+pub(crate) mod tests;

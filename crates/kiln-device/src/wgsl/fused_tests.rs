@@ -16,11 +16,10 @@ fn validate(src: &str, caps: naga::valid::Capabilities, what: &str) {
     v.validate(&module).unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(src)));
 }
 
-/// Generated kernels parse and validate with naga, in both widths, with every index map,
-/// every op and an op without operands (fill).
-#[test]
-fn generated_kernels_validate() {
-    // Every unary op then fill, and every binary op against each kind of input.
+/// Plans that cover the generator: every unary op then fill, and every binary op against each
+/// kind of input, over every index map, in both widths (also translated by
+/// `translate_tests.rs`).
+pub(crate) fn sample_plans() -> Vec<(String, Plan)> {
     let mut unaries = Vec::new();
     let mut prev = Val::Input(0);
     for (k, op) in UnaryOp::ALL.into_iter().filter(|o| *o != UnaryOp::Fill).enumerate() {
@@ -34,7 +33,8 @@ fn generated_kernels_validate() {
         binaries.push((k, NodeOp::Binary(op), vec![prev, Val::Input(1 + k % 4)]));
         prev = Val::Node(k);
     }
-    for ops in [unaries, binaries] {
+    let mut out = Vec::new();
+    for (name, ops) in [("unary", unaries), ("binary", binaries)] {
         assert!(ops.len() <= MAX_NODES);
         let last = ops.len() - 1;
         for four in [false, true] {
@@ -52,21 +52,14 @@ fn generated_kernels_validate() {
                 ops: ops.clone(),
                 stores: vec![(5, last - 1), (6, last)],
             };
-            let src = plan.source();
-            validate(&src, naga::valid::Capabilities::empty(), "fused");
-            assert!(src.contains("fn fused(") && !src.contains("//@"), "{src}");
-            // As a software adapter compiles it (vec4 arrays as vec2<u64>).
-            let wide = crate::wgsl::widen(&src);
-            validate(&wide, naga::valid::Capabilities::SHADER_INT64, "widened fused");
-            assert_eq!(wide.contains("pack4("), four, "{wide}");
+            out.push((format!("fused {name} chain{}", if four { " (vec4)" } else { "" }), plan));
         }
     }
+    out
 }
 
-/// Matmul epilogues parse and validate for every subgroup kernel the picker can choose, in both
-/// widths, with every kind of input.
-#[test]
-fn epilogue_kernels_validate() {
+/// A matmul epilogue with every kind of input on `head`, in both widths.
+pub(crate) fn sample_epilogues(head: RowKernel) -> [Plan; 2] {
     let ops = vec![
         (0, NodeOp::Head, vec![]),
         (1, NodeOp::Binary(BinaryOp::Add), vec![Val::Node(0), Val::Input(0)]),
@@ -75,6 +68,35 @@ fn epilogue_kernels_validate() {
         (4, NodeOp::Binary(BinaryOp::Mul), vec![Val::Node(3), Val::Input(2)]),
         (5, NodeOp::Binary(BinaryOp::Sub), vec![Val::Node(4), Val::Input(3)]),
     ];
+    [false, true].map(|four| Plan {
+        four,
+        head: Some(head),
+        slots: 9,
+        loads: vec![(0, 3, Index::Row(8)), (1, 4, Index::Full), (2, 5, Index::Col(8)), (3, 6, Index::Scalar)],
+        ops: ops.clone(),
+        stores: vec![(7, 5), (8, 2)],
+    })
+}
+
+/// Generated kernels parse and validate with naga, in both widths, with every index map,
+/// every op and an op without operands (fill).
+#[test]
+fn generated_kernels_validate() {
+    for (what, plan) in sample_plans() {
+        let src = plan.source();
+        validate(&src, naga::valid::Capabilities::empty(), &what);
+        assert!(src.contains("fn fused(") && !src.contains("//@"), "{src}");
+        // As a software adapter compiles it (vec4 arrays as vec2<u64>).
+        let wide = crate::wgsl::widen(&src);
+        validate(&wide, naga::valid::Capabilities::SHADER_INT64, &format!("widened {what}"));
+        assert_eq!(wide.contains("pack4("), plan.four, "{wide}");
+    }
+}
+
+/// Matmul epilogues parse and validate for every subgroup kernel the picker can choose, in both
+/// widths, with every kind of input.
+#[test]
+fn epilogue_kernels_validate() {
     let heads: Vec<RowKernel> = crate::kernels::matmul::reachable_kernels()
         .into_iter()
         .filter_map(|k| match k {
@@ -84,15 +106,7 @@ fn epilogue_kernels_validate() {
         .collect();
     assert!(heads.len() >= 10, "{heads:?}");
     for &h in &heads {
-        for four in [false, true] {
-            let plan = Plan {
-                four,
-                head: Some(h),
-                slots: 9,
-                loads: vec![(0, 3, Index::Row(8)), (1, 4, Index::Full), (2, 5, Index::Col(8)), (3, 6, Index::Scalar)],
-                ops: ops.clone(),
-                stores: vec![(7, 5), (8, 2)],
-            };
+        for plan in sample_epilogues(h) {
             let src = plan.source();
             validate(&src, naga::valid::Capabilities::all(), &format!("{h:?}"));
             assert_eq!(src.matches("@compute").count(), 1);

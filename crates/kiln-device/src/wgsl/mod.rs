@@ -9,6 +9,8 @@ pub(crate) mod fused;
 pub mod matmul;
 pub mod matmul_rows;
 pub mod matmul_tiles;
+#[cfg(test)]
+mod translate_tests;
 pub(crate) mod widen;
 
 pub(crate) use widen::widen;
