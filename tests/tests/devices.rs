@@ -151,3 +151,19 @@ fn launches_past_65535_workgroups_use_a_2d_grid() {
     let got: f64 = y.iter().map(|&v| v as f64).sum();
     assert!((got - want).abs() < 1e-2, "{got} vs {want}");
 }
+
+/// `WGPU_BACKEND` naming one backend (CI's second pass sets `gl`) puts the GPU tests on it: the
+/// device says so in its name, "<adapter> [<Backend>, <type>]".
+#[test]
+fn wgpu_backend_decides_the_backend() {
+    let Ok(want) = std::env::var("WGPU_BACKEND") else { return };
+    let backend = match want.to_lowercase().as_str() {
+        "gl" => "Gl",
+        "vulkan" => "Vulkan",
+        "metal" => "Metal",
+        "dx12" => "Dx12",
+        _ => return, // a list or an alias: any of several
+    };
+    let Some(dev) = gpu_device() else { return };
+    assert!(dev.name().contains(&format!("[{backend}, ")), "WGPU_BACKEND={want} but {}", dev.name());
+}

@@ -100,21 +100,31 @@ fn headless_vulkan(desc: &wgpu::InstanceDescriptor) -> Option<wgpu::Instance> {
 /// otherwise the primary backends (Vulkan, Metal, DX12), and GL only when they find nothing
 /// (GL through EGL is slower and prints noise on headless machines). `WGPU_ADAPTER_NAME` (a
 /// case-insensitive substring) narrows the list.
+///
+/// The adapters are enumerated once per process: on wgpu's GL backend, enumerating makes the
+/// instance's EGL context current without the lock its devices take, so a second enumeration
+/// while another thread uses a device panics inside wgpu-hal (`EGL_BAD_ACCESS`).
 fn adapters() -> Vec<wgpu::Adapter> {
-    static ANY: OnceLock<wgpu::Instance> = OnceLock::new();
-    static PRIMARY: OnceLock<Vec<wgpu::Instance>> = OnceLock::new();
-    static GL: OnceLock<wgpu::Instance> = OnceLock::new();
+    static ANY: OnceLock<Vec<wgpu::Adapter>> = OnceLock::new();
+    static PRIMARY: OnceLock<Vec<wgpu::Adapter>> = OnceLock::new();
+    static GL: OnceLock<Vec<wgpu::Adapter>> = OnceLock::new();
     let enumerate = |i: &wgpu::Instance| pollster::block_on(i.enumerate_adapters(wgpu::Backends::all()));
     let mut found = if std::env::var_os("WGPU_BACKEND").is_some() {
-        enumerate(ANY.get_or_init(|| make_instance(None)))
+        ANY.get_or_init(|| enumerate(&make_instance(None))).clone()
     } else {
         // Vulkan on an instance of its own (see `headless_vulkan`), then Metal and DX12.
-        let primary = PRIMARY.get_or_init(|| {
+        let found = PRIMARY.get_or_init(|| {
             let rest = wgpu::Backends::PRIMARY - wgpu::Backends::VULKAN;
-            vec![make_instance(Some(wgpu::Backends::VULKAN)), make_instance(Some(rest))]
+            [make_instance(Some(wgpu::Backends::VULKAN)), make_instance(Some(rest))]
+                .iter()
+                .flat_map(enumerate)
+                .collect()
         });
-        let found: Vec<wgpu::Adapter> = primary.iter().flat_map(enumerate).collect();
-        if found.is_empty() { enumerate(GL.get_or_init(|| make_instance(Some(wgpu::Backends::GL)))) } else { found }
+        if found.is_empty() {
+            GL.get_or_init(|| enumerate(&make_instance(Some(wgpu::Backends::GL)))).clone()
+        } else {
+            found.clone()
+        }
     };
     if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
         let want = want.to_lowercase();
