@@ -136,7 +136,7 @@ fn needs(module: &naga::Module) -> Option<(Caps, ModuleInfo)> {
 
 /// Translates every compute entry point of `shader` under each of its override sets with every
 /// backend that may be given it; the backends it was translated for.
-fn translate(shader: &Shader) -> Result<Vec<&'static str>, String> {
+fn translate(shader: &Shader, out: &mut Vec<Output>) -> Result<Vec<&'static str>, String> {
     let src = &shader.source;
     let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
     let (caps, info) = needs(&module).ok_or("validates under none of kiln's capabilities")?;
@@ -245,7 +245,10 @@ fn translate(shader: &Shader) -> Result<Vec<&'static str>, String> {
             )
             .map_err(|e| err("overrides", e.to_string()))?;
             let spv_pipeline = spv::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: name.into() };
-            spv::write_vec(&m, &i, &spv_options, Some(&spv_pipeline)).map_err(|e| err("SPIR-V", e.to_string()))?;
+            let words =
+                spv::write_vec(&m, &i, &spv_options, Some(&spv_pipeline)).map_err(|e| err("SPIR-V", e.to_string()))?;
+            let label = format!("{} {name} {constants:?}", shader.what);
+            out.push(Output::Spirv(label.clone(), words, spv_options.lang_version));
 
             for version in if plain { [(2, 0), (2, 3)] } else { [(2, 3), (3, 1)] } {
                 let options = msl::Options {
@@ -300,10 +303,67 @@ fn translate(shader: &Shader) -> Result<Vec<&'static str>, String> {
                 glsl::Writer::new(&mut text, &m, &i, &glsl_options, &pipeline, policies(BoundsCheckPolicy::Unchecked))
                     .and_then(|mut w| w.write())
                     .map_err(|e| err("GLSL ES 3.10", e.to_string()))?;
+                out.push(Output::Glsl(label, text));
             }
         }
     }
     Ok(if plain { vec!["spv", "msl", "hlsl", "glsl"] } else { vec!["spv", "msl", "hlsl"] })
+}
+
+/// A translation an external compiler can check: SPIR-V (with its version) or GLSL.
+enum Output {
+    Spirv(String, Vec<u32>, (u8, u8)),
+    Glsl(String, String),
+}
+
+/// Runs `tool args.. file` on `bytes` written to a temporary file; `None` when the tool is not
+/// installed, else its complaint if it refused.
+fn external_check(tool: &str, args: &[&str], file: &std::path::Path, bytes: &[u8]) -> Option<Result<(), String>> {
+    std::fs::write(file, bytes).unwrap();
+    let out = std::process::Command::new(tool).args(args).arg(file).output().ok()?;
+    Some(if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    })
+}
+
+/// Where the tools are installed (Debian's `spirv-tools`, `glslang-tools`; CI installs them):
+/// every SPIR-V translation passes `spirv-val` for the Vulkan version wgpu would target, and
+/// every GLSL one compiles with `glslangValidator` as a GLSL ES 3.10 compute shader.
+/// `KILN_REQUIRE_SHADER_TOOLS=1` makes a missing tool a failure.
+fn check_with_external_tools(outputs: &[Output]) {
+    let dir = std::env::temp_dir().join(format!("kiln-translate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let required = std::env::var("KILN_REQUIRE_SHADER_TOOLS").as_deref() == Ok("1");
+    let (mut missing, mut failures, mut checked) = (Vec::new(), Vec::new(), 0);
+    for o in outputs {
+        let (tool, result, label) = match o {
+            Output::Spirv(label, words, version) => {
+                let env = if *version >= (1, 3) { "vulkan1.1" } else { "vulkan1.0" };
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                ("spirv-val", external_check("spirv-val", &["--target-env", env], &dir.join("k.spv"), &bytes), label)
+            }
+            Output::Glsl(label, text) => (
+                "glslangValidator",
+                external_check("glslangValidator", &["-S", "comp"], &dir.join("k.comp"), text.as_bytes()),
+                label,
+            ),
+        };
+        match result {
+            None => {
+                if !missing.contains(&tool) {
+                    missing.push(tool);
+                }
+            }
+            Some(Ok(())) => checked += 1,
+            Some(Err(e)) => failures.push(format!("{label} [{tool}]: {e}")),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("{checked} translations checked by external tools; not installed: {missing:?}");
+    assert!(!required || missing.is_empty(), "KILN_REQUIRE_SHADER_TOOLS=1 but {missing:?} not installed");
+    assert!(failures.is_empty(), "{} refused:\n{}", failures.len(), failures[..failures.len().min(5)].join("\n"));
 }
 
 #[test]
@@ -311,8 +371,9 @@ fn every_kernel_translates_for_every_backend_that_may_run_it() {
     let all = catalogue();
     let mut failures = Vec::new();
     let mut counts: HashMap<&str, usize> = HashMap::new();
+    let mut outputs = Vec::new();
     for s in &all {
-        match translate(s) {
+        match translate(s, &mut outputs) {
             Ok(backends) => {
                 for b in backends {
                     *counts.entry(b).or_default() += 1;
@@ -328,6 +389,7 @@ fn every_kernel_translates_for_every_backend_that_may_run_it() {
     eprintln!("{} modules translated: {counts:?}", all.len());
     let plain_families = Family::ALL.len();
     assert!(counts["glsl"] >= plain_families + 5 + 4, "{counts:?}");
+    check_with_external_tools(&outputs);
 }
 
 /// The exclusions above are needed, and the harness can fail: GL's GLSL refuses the software
