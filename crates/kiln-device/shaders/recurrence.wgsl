@@ -63,6 +63,34 @@ fn unit(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
 }
 
+// Where invocation i (batch row bi, hidden unit j) reads and writes at this step: its row of
+// the projections [B, T, G*H] and of the outputs [B, T, S*H] at time index p.time, its rows of
+// the states [T+1, B, S*H] before and after the step, and of the saved gates [T, B, 4H].
+struct At {
+    bi: u32,
+    j: u32,
+    xrow: u32,
+    orow: u32,
+    prev: u32,
+    next: u32,
+    arow: u32,
+}
+
+fn at(i: u32) -> At {
+    let hh = p.h;
+    let s = width();
+    let bi = i / hh;
+    return At(
+        bi,
+        i % hh,
+        (bi * p.t + p.time) * gates() * hh,
+        (bi * p.t + p.time) * s * hh,
+        (p.step * p.b + bi) * s * hh,
+        ((p.step + 1u) * p.b + bi) * s * hh,
+        (p.step * p.b + bi) * 4u * hh,
+    );
+}
+
 @compute @workgroup_size(64)
 fn rnn_init(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = unit(gid, nwg);
@@ -85,16 +113,14 @@ fn rnn_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         return;
     }
     let hh = p.h;
-    let g = gates();
-    let s = width();
-    let bi = i / hh;
-    let j = i % hh;
-    let xrow = (bi * p.t + p.time) * g * hh;
-    let hrow = bi * g * hh;
-    let prev = (p.step * p.b + bi) * s * hh;
-    let next = ((p.step + 1u) * p.b + bi) * s * hh;
-    let orow = (bi * p.t + p.time) * s * hh;
-    let arow = (p.step * p.b + bi) * 4u * hh;
+    let loc = at(i);
+    let j = loc.j;
+    let xrow = loc.xrow;
+    let hrow = loc.bi * gates() * hh;
+    let prev = loc.prev;
+    let next = loc.next;
+    let orow = loc.orow;
+    let arow = loc.arow;
     var hn: f32;
     if (p.kind == LSTM) {
         let gi = sig(r0[xrow + j] + r1[hrow + j] + bias(j));
@@ -134,17 +160,15 @@ fn rnn_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         return;
     }
     let hh = p.h;
-    let g = gates();
-    let s = width();
-    let bi = i / hh;
-    let j = i % hh;
+    let loc = at(i);
+    let j = loc.j;
     let first = (p.flags & 2u) != 0u;
-    let orow = (bi * p.t + p.time) * s * hh;
-    let prev = (p.step * p.b + bi) * s * hh;
-    let next = ((p.step + 1u) * p.b + bi) * s * hh;
-    let arow = (p.step * p.b + bi) * 4u * hh;
-    let xrow = (bi * p.t + p.time) * g * hh;
-    let grow = (p.step * p.b + bi) * g * hh;
+    let orow = loc.orow;
+    let prev = loc.prev;
+    let next = loc.next;
+    let arow = loc.arow;
+    let xrow = loc.xrow;
+    let grow = (p.step * p.b + loc.bi) * gates() * hh;
     // The gradient reaching h after this step: from the output, from the next step's hidden
     // projection, and (GRU) from the next step's direct path.
     var dh = r0[orow + j];
