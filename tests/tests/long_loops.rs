@@ -5,12 +5,16 @@
 //! length. Every op here runs at a length past it (70001, prime to every tile) and must match
 //! float64, forward and backward.
 
-use kiln::Tensor;
 use kiln::nn::functional::{cross_entropy, layer_norm};
+use kiln::{Device, Tensor};
 use kiln_tests::{assert_close, check_matmul, device_test, f64s, tensor, weighted_sum};
 
 /// Past llvmpipe's 65535 loop iterations, and not a multiple of any tile.
 const LONG: usize = 70001;
+
+/// Past the longest row one launch of the softmax (5.12M), cross-entropy (7.68M classes) and
+/// layer-norm (5.1M) kernels takes: those ops compose blocked reductions there.
+const VERY_LONG: usize = 7_680_001;
 
 device_test!(reductions_over_a_long_dim, |dev| {
     // [LONG, 3] reduced over dim 0: each output walks LONG values.
@@ -42,11 +46,12 @@ device_test!(reductions_over_a_long_dim, |dev| {
     assert_close(&[big.sum_all()?.item()?], &[bv.iter().sum()], 1e-4);
 });
 
-device_test!(softmax_and_log_softmax_over_long_rows, |dev| {
-    let x = tensor(&[2, LONG], 4, dev, true).mul_scalar(3.0)?;
+/// softmax and log_softmax over `rows` rows of `len`, forward and backward, against f64.
+fn check_softmax(dev: &Device, rows: usize, len: usize) -> kiln::Result<()> {
+    let x = tensor(&[rows, len], 4, dev, true).mul_scalar(3.0)?;
     let xv = f64s(&x.to_vec()?);
     let soft: Vec<f64> = xv
-        .chunks(LONG)
+        .chunks(len)
         .flat_map(|r| {
             let m = r.iter().cloned().fold(f64::MIN, f64::max);
             let z: f64 = r.iter().map(|a| (a - m).exp()).sum();
@@ -61,66 +66,89 @@ device_test!(softmax_and_log_softmax_over_long_rows, |dev| {
     let xl = x.detach().set_requires_grad(true);
     let (loss, w) = weighted_sum(&xl.softmax(1usize)?, 5);
     loss.backward()?;
-    let mut want = vec![0.0; 2 * LONG];
-    for r in 0..2 {
-        let (ys, ws) = (&soft[r * LONG..(r + 1) * LONG], &w[r * LONG..(r + 1) * LONG]);
+    let mut want = vec![0.0; rows * len];
+    for r in 0..rows {
+        let (ys, ws) = (&soft[r * len..(r + 1) * len], &w[r * len..(r + 1) * len]);
         let dot: f64 = ys.iter().zip(ws).map(|(a, b)| a * b).sum();
-        for i in 0..LONG {
-            want[r * LONG + i] = ys[i] * (ws[i] - dot);
+        for i in 0..len {
+            want[r * len + i] = ys[i] * (ws[i] - dot);
         }
     }
     assert_close(&xl.grad().unwrap().to_vec()?, &want, 1e-5);
+    Ok(())
+}
+
+device_test!(softmax_and_log_softmax_over_long_rows, |dev| {
+    check_softmax(dev, 2, LONG)?;
+    // Past the longest row the softmax kernels take: a composition of blocked reductions.
+    check_softmax(dev, 1, VERY_LONG)?;
 });
 
-device_test!(cross_entropy_over_many_classes, |dev| {
-    let x = tensor(&[2, LONG], 6, dev, true).mul_scalar(3.0)?.detach().set_requires_grad(true);
+/// Cross-entropy over two rows of `len` classes (labels at both ends), loss and gradient.
+fn check_cross_entropy(dev: &Device, len: usize) -> kiln::Result<()> {
+    let x = tensor(&[2, len], 6, dev, true).mul_scalar(3.0)?.detach().set_requires_grad(true);
     let xv = f64s(&x.to_vec()?);
-    let labels = [LONG as u32 - 1, 17];
+    let labels = [len as u32 - 1, 17];
     let loss = cross_entropy(&x, &Tensor::from_labels(&labels, dev)?)?;
     let mut want = 0.0;
-    let mut grad = vec![0.0; 2 * LONG];
+    let mut grad = vec![0.0; 2 * len];
     for r in 0..2 {
-        let row = &xv[r * LONG..(r + 1) * LONG];
+        let row = &xv[r * len..(r + 1) * len];
         let m = row.iter().cloned().fold(f64::MIN, f64::max);
         let z: f64 = row.iter().map(|a| (a - m).exp()).sum();
         want += (m + z.ln() - row[labels[r] as usize]) / 2.0;
-        for i in 0..LONG {
-            grad[r * LONG + i] = ((row[i] - m).exp() / z - (i == labels[r] as usize) as u8 as f64) / 2.0;
+        for i in 0..len {
+            grad[r * len + i] = ((row[i] - m).exp() / z - (i == labels[r] as usize) as u8 as f64) / 2.0;
         }
     }
     assert_close(&[loss.item()?], &[want], 1e-5);
     loss.backward()?;
     assert_close(&x.grad().unwrap().to_vec()?, &grad, 1e-5);
+    Ok(())
+}
+
+device_test!(cross_entropy_over_many_classes, |dev| {
+    check_cross_entropy(dev, LONG)?;
+    // Past the most classes the fused kernel takes: log-normalisers by blocked reductions.
+    check_cross_entropy(dev, VERY_LONG)?;
 });
 
-device_test!(layer_norm_over_long_rows, |dev| {
-    let x = tensor(&[2, LONG], 7, dev, true).add_scalar(5.0)?.detach().set_requires_grad(true);
-    let w = tensor(&[LONG], 8, dev, true);
+/// Layer norm with a weight over `rows` rows of `len`, forward and backward, against f64.
+fn check_layer_norm(dev: &Device, rows: usize, len: usize) -> kiln::Result<()> {
+    let x = tensor(&[rows, len], 7, dev, true).add_scalar(5.0)?.detach().set_requires_grad(true);
+    let w = tensor(&[len], 8, dev, true);
     let xv = f64s(&x.to_vec()?);
     let wv = f64s(&w.to_vec()?);
-    let y = layer_norm(&x, &[LONG], Some(&w), None, 1e-5)?;
+    let y = layer_norm(&x, &[len], Some(&w), None, 1e-5)?;
     let (loss, g) = weighted_sum(&y, 9);
     loss.backward()?;
-    let (mut want, mut dx, mut dw) = (vec![0.0; 2 * LONG], vec![0.0; 2 * LONG], vec![0.0; LONG]);
-    for r in 0..2 {
-        let row = &xv[r * LONG..(r + 1) * LONG];
-        let mean = row.iter().sum::<f64>() / LONG as f64;
-        let var = row.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / LONG as f64;
+    let (mut want, mut dx, mut dw) = (vec![0.0; rows * len], vec![0.0; rows * len], vec![0.0; len]);
+    for r in 0..rows {
+        let row = &xv[r * len..(r + 1) * len];
+        let mean = row.iter().sum::<f64>() / len as f64;
+        let var = row.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / len as f64;
         let rstd = 1.0 / (var + 1e-5).sqrt();
         let xhat: Vec<f64> = row.iter().map(|a| (a - mean) * rstd).collect();
         // dxhat = g * w; dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
-        let dxhat: Vec<f64> = (0..LONG).map(|i| g[r * LONG + i] * wv[i]).collect();
-        let m1 = dxhat.iter().sum::<f64>() / LONG as f64;
-        let m2 = dxhat.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / LONG as f64;
-        for i in 0..LONG {
-            want[r * LONG + i] = xhat[i] * wv[i];
-            dx[r * LONG + i] = rstd * (dxhat[i] - m1 - xhat[i] * m2);
-            dw[i] += g[r * LONG + i] * xhat[i];
+        let dxhat: Vec<f64> = (0..len).map(|i| g[r * len + i] * wv[i]).collect();
+        let m1 = dxhat.iter().sum::<f64>() / len as f64;
+        let m2 = dxhat.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / len as f64;
+        for i in 0..len {
+            want[r * len + i] = xhat[i] * wv[i];
+            dx[r * len + i] = rstd * (dxhat[i] - m1 - xhat[i] * m2);
+            dw[i] += g[r * len + i] * xhat[i];
         }
     }
     assert_close(&y.to_vec()?, &want, 1e-4);
     assert_close(&x.grad().unwrap().to_vec()?, &dx, 1e-4);
     assert_close(&w.grad().unwrap().to_vec()?, &dw, 1e-4);
+    Ok(())
+}
+
+device_test!(layer_norm_over_long_rows, |dev| {
+    check_layer_norm(dev, 2, LONG)?;
+    // Past the longest row the layer-norm kernels take: a composition of blocked reductions.
+    check_layer_norm(dev, 1, VERY_LONG)?;
 });
 
 device_test!(matmul_over_a_long_inner_dim, |dev| {
@@ -146,6 +174,14 @@ device_test!(sums_and_statistics_of_very_long_tensors, |dev| {
     let s = &kiln::stats::tensor_stats(std::slice::from_ref(&x))?[0];
     let mean = want_sum / n as f64;
     assert_eq!((s.numel, s.max, s.min), (n, 1000.0, -1.5));
+    // A max over more than one block of 2^23 (the largest value in the second block and again
+    // in the third: the first occurrence wins), and a min (a max of the negation).
+    let mut v = x.to_vec()?;
+    v[(1 << 23) + 5] = 1000.0;
+    let x = Tensor::from_vec(v, &[n], dev)?;
+    assert_eq!(x.max(0usize, false)?.item()?, 1000.0);
+    assert_eq!(x.argmax(0usize)?.to_vec()?, [((1 << 23) + 5) as f32]);
+    assert_eq!(x.min(0usize, false)?.item()?, -1.5);
     // The device counts in f32: exact up to 2^24.
     assert!(s.finite.abs_diff(n) <= 2, "{} finite of {n}", s.finite);
     assert!((s.mean - mean).abs() < 1e-4, "{} vs {mean}", s.mean);

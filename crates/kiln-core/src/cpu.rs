@@ -188,9 +188,11 @@ pub(crate) fn softmax(x: &[f32], outer: usize, dim: usize, inner: usize, log: bo
             let base = o * dim * inner + i;
             let at = |d: usize| base + d * inner;
             let m = (0..dim).map(|d| x[at(d)]).fold(f32::NEG_INFINITY, f32::max);
-            let s: f32 = (0..dim).map(|d| (x[at(d)] - m).exp()).sum();
+            // The sum in f64: a row of millions of f32 terms would lose digits.
+            let s = (0..dim).map(|d| (x[at(d)] - m).exp() as f64).sum::<f64>();
+            let (s, lse) = (s as f32, m + s.ln() as f32);
             for d in 0..dim {
-                y[at(d)] = if log { x[at(d)] - (m + s.ln()) } else { (x[at(d)] - m).exp() / s };
+                y[at(d)] = if log { x[at(d)] - lse } else { (x[at(d)] - m).exp() / s };
             }
         }
     }
@@ -218,8 +220,8 @@ pub(crate) fn ce_rows(x: &[f32], labels: &[u32], classes: usize, ignore: Option<
     for r in 0..rows {
         let row = &x[r * classes..(r + 1) * classes];
         let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let s: f32 = row.iter().map(|v| (v - m).exp()).sum();
-        lse[r] = m + s.ln();
+        let s = row.iter().map(|v| (v - m).exp() as f64).sum::<f64>();
+        lse[r] = m + s.ln() as f32;
         let l = labels[r];
         loss[r] = if Some(l) == ignore {
             0.0

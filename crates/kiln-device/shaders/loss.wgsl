@@ -4,6 +4,8 @@
 //                loss = lse - x[label]; 0 for an ignored row; NaN for a label out of range.
 //   ce_rows_wg:  the same with a workgroup per row, for many classes (each invocation walks
 //                classes / WG of them, and the maximum and sum combine in a tree).
+//   ce_pick:     per row, the loss from a log-normaliser computed elsewhere (lse_in): rows
+//                longer than one launch walks.
 //   ce_backward: per element: dx = (exp(x - lse) - [c == label]) * g_row; 0 for ignored rows.
 // Bindings: x, labels, lse, g (read) and out, out2 (written); ce_rows reads x and labels and
 // writes loss (out) and lse (out2); ce_backward reads all four and writes dx (out).
@@ -43,6 +45,14 @@ fn ce_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         s = s + exp(x[base + c] - m);
     }
     ce_write(r, m + log(s));
+}
+
+@compute @workgroup_size(256)
+fn ce_pick(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x + gid.y * nwg.x * 256u;
+    if (r < p.rows) {
+        ce_write(r, lse_in[r]);
+    }
 }
 
 // The row's loss from its log-normaliser.

@@ -9,12 +9,20 @@
 //   mode 1 (backward sums): writes out[ch] = sum(u) and out[c + ch] = sum(u * (v - shift[ch])),
 //          i.e. for u the output gradient, v the input and shift its mean: the bias gradient
 //          and the weight gradient divided by rstd.
+// A channel longer than one invocation's loop budget is summed in `blocks` blocks of `block`
+// values (of its n * l, in order), a workgroup each (channel w % c, block w / c), each writing
+// its two raw sums at out[blk * 2c + ch] and out[blk * 2c + c + ch]; `channel_finish` then adds
+// the blocks and writes what the unblocked launch writes. Every block shifts by the same k.
 
 struct Params {
     n: u32,
     c: u32,
     l: u32,
     mode: u32,
+    block: u32,
+    blocks: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> u: array<f32>;
@@ -30,10 +38,12 @@ var<workgroup> s2: array<f32, WG>;
 @compute @workgroup_size(256)
 fn channel_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) t: u32) {
-    let ch = wid.x + wid.y * nwg.x;
-    if (ch >= p.c) {
-        return; // the whole workgroup: ch is uniform
+    let w = wid.x + wid.y * nwg.x;
+    if (w >= p.c * p.blocks) {
+        return; // the whole workgroup: w is uniform
     }
+    let ch = w % p.c;
+    let blk = w / p.c;
     // Lanes along l; when l is shorter than the workgroup, WG / l groups of lanes along n.
     var per = 1u;
     var g = 0u;
@@ -53,7 +63,21 @@ fn channel_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     var a = 0.0;
     var b = 0.0;
-    if (g < per) {
+    if (p.blocks > 1u) {
+        // Values k of the channel (row k / l, column k % l), this block's range in strides.
+        let k1 = min((blk + 1u) * p.block, p.n * p.l);
+        for (var k = blk * p.block + t; k < k1; k = k + WG) {
+            let i = k / p.l;
+            let at = (i * p.c + ch) * p.l + (k - i * p.l);
+            let du = u[at] - ku;
+            var dv = du;
+            if (p.mode != 0u) {
+                dv = v[at] - kv;
+            }
+            a = a + du;
+            b = b + du * dv;
+        }
+    } else if (g < per) {
         for (var i = g; i < p.n; i = i + per) {
             let row = (i * p.c + ch) * p.l;
             for (var j = l0; j < p.l; j = j + WG) {
@@ -78,16 +102,46 @@ fn channel_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         workgroupBarrier();
     }
     if (t == 0u) {
-        if (p.mode == 0u) {
-            let m = f32(p.n * p.l);
-            let d = s1[0] / m;
-            out[ch] = ku + d;
-            out[p.c + ch] = max(s2[0] / m - d * d, 0.0);
+        if (p.blocks > 1u) {
+            out[blk * 2u * p.c + ch] = s1[0];
+            out[blk * 2u * p.c + p.c + ch] = s2[0];
         } else {
-            out[ch] = s1[0];
-            out[p.c + ch] = s2[0];
+            channel_out(ch, ku, s1[0], s2[0]);
         }
     }
+}
+
+// What channel ch's launch writes from its two sums (shifted by ku in mode 0).
+fn channel_out(ch: u32, ku: f32, a: f32, b: f32) {
+    if (p.mode == 0u) {
+        let m = f32(p.n * p.l);
+        let d = a / m;
+        out[ch] = ku + d;
+        out[p.c + ch] = max(b / m - d * d, 0.0);
+    } else {
+        out[ch] = a;
+        out[p.c + ch] = b;
+    }
+}
+
+// The blocks' sums (v, [blocks, 2, c]) added per channel, in block order: one invocation each.
+@compute @workgroup_size(64)
+fn channel_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let ch = gid.x + gid.y * nwg.x * 64u;
+    if (ch >= p.c) {
+        return;
+    }
+    var a = 0.0;
+    var b = 0.0;
+    for (var blk = 0u; blk < p.blocks; blk = blk + 1u) {
+        a = a + v[blk * 2u * p.c + ch];
+        b = b + v[blk * 2u * p.c + p.c + ch];
+    }
+    var ku = 0.0;
+    if (p.mode == 0u) {
+        ku = u[ch * p.l];
+    }
+    channel_out(ch, ku, a, b);
 }
 
 // Layer normalisation over rows of n (x viewed as [rows, n]), one workgroup per row, two passes

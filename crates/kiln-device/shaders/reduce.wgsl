@@ -6,7 +6,9 @@
 // A `*_wg` launch may split each output's dim into `chunks` blocks of `chunk` values, a
 // workgroup each, writing out[o * chunks + block] (a second launch reduces the blocks): an
 // invocation's loop then stays within llvmpipe's 65535 iterations per shader however long the
-// dim. Without a split, chunks = 1 and chunk = dim.
+// dim. Without a split, chunks = 1 and chunk = dim. A split max writes each block's value and
+// index as a pair of u32 (`max_wg_part`, the value's bits) and `max_merge` picks the first
+// largest block per output.
 
 struct Params {
     outer: u32,
@@ -117,16 +119,18 @@ fn sum_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
 }
 
-@compute @workgroup_size(256)
-fn max_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) t: u32) {
-    let o = wid.x + wid.y * nwg.x; // never split: chunks = 1
+// The largest value of workgroup `g`'s block (block g % chunks of output g / chunks) and the
+// index in the dim of its first occurrence (value bits, index), in every invocation.
+fn max_block(g: u32, t: u32) -> vec2<u32> {
+    let o = g / p.chunks;
     let live = o < p.n_out;
     var best = 0.0;
     var bi = 0xffffffffu;
     if (live) {
         let base = base_of(o);
-        for (var d = t; d < p.dim; d = d + WG) {
+        let d0 = (g - o * p.chunks) * p.chunk;
+        let d1 = min(d0 + p.chunk, p.dim);
+        for (var d = d0 + t; d < d1; d = d + WG) {
             let v = x[base + d * p.inner];
             if (bi == 0xffffffffu || v > best) {
                 best = v;
@@ -149,8 +153,55 @@ fn max_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
         workgroupBarrier();
     }
-    if (live && t == 0u) {
-        out[o] = sv[0];
-        idx[o] = si[0];
+    return vec2<u32>(bitcast<u32>(sv[0]), si[0]);
+}
+
+@compute @workgroup_size(256)
+fn max_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) t: u32) {
+    let o = wid.x + wid.y * nwg.x; // chunks = 1
+    let r = max_block(o, t);
+    if (o < p.n_out && t == 0u) {
+        out[o] = bitcast<f32>(r.x);
+        idx[o] = r.y;
     }
+}
+
+// The blocks' (value bits, index) pairs, at outu[2w] and outu[2w + 1].
+@group(0) @binding(1) var<storage, read_write> outu: array<u32>;
+
+@compute @workgroup_size(256)
+fn max_wg_part(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) t: u32) {
+    let w = wid.x + wid.y * nwg.x;
+    let r = max_block(w, t);
+    if (w / p.chunks < p.n_out && t == 0u) {
+        outu[2u * w] = r.x;
+        outu[2u * w + 1u] = r.y;
+    }
+}
+
+// max_wg_part's pairs read back as u32 (no float load of the value bits).
+@group(0) @binding(0) var<storage, read> xu: array<u32>;
+
+// For each output, the first block holding the largest value: blocks are in index order, so
+// its index is the first occurrence in the whole dim.
+@compute @workgroup_size(256)
+fn max_merge(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = gid.x + gid.y * nwg.x * 256u;
+    if (o >= p.n_out) {
+        return;
+    }
+    let b0 = 2u * o * p.chunks;
+    var best = bitcast<f32>(xu[b0]);
+    var bi = xu[b0 + 1u];
+    for (var c = 1u; c < p.chunks; c = c + 1u) {
+        let v = bitcast<f32>(xu[b0 + 2u * c]);
+        if (v > best) {
+            best = v;
+            bi = xu[b0 + 2u * c + 1u];
+        }
+    }
+    out[o] = best;
+    idx[o] = bi;
 }

@@ -31,6 +31,16 @@ impl Tensor {
         }
         check_labels(op, labels, classes, ignore)?;
         let (loss, lse) = match (self.storage(), labels.storage()) {
+            (Storage::Gpu(x), Storage::Gpu(l)) if classes > kernels::CE_MAX_CLASSES => {
+                // Rows longer than one launch of the fused kernel walks: the log-normalisers
+                // by reductions (which go in blocks), then each row's loss from its own.
+                let xd = self.detach();
+                let m = xd.max(1usize, true)?;
+                let lse = xd.sub(&m)?.exp()?.sum(1usize, true)?.log()?.add(&m)?;
+                let Storage::Gpu(lb) = lse.storage() else { unreachable!("computed on x's device") };
+                let (a, b) = kernels::cross_entropy_pick(gpu(self.dev()), x, l, lb, rows, classes, ignore)?;
+                (Storage::gpu(a), Storage::gpu(b))
+            }
             (Storage::Gpu(x), Storage::Gpu(l)) => {
                 let (a, b) = kernels::cross_entropy_rows(gpu(self.dev()), x, l, rows, classes, ignore)?;
                 (Storage::gpu(a), Storage::gpu(b))

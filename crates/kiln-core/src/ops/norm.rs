@@ -153,8 +153,9 @@ pub fn layer_norm(
     eps: f32,
 ) -> Result<Tensor> {
     let (rows, n) = trailing_rows("layer_norm", x, normalized_shape, &[weight, bias])?;
-    if let Storage::Gpu(xb) = x.storage() {
-        // One node over the row kernels of `norm.wgsl`.
+    if let (Storage::Gpu(xb), true) = (x.storage(), n <= kernels::LAYER_NORM_MAX_ROW) {
+        // One node over the row kernels of `norm.wgsl`; longer rows (and the CPU) compose
+        // reductions, which go in blocks however long.
         let buf = |t: Option<&Tensor>| match t.map(|t| t.storage()) {
             Some(Storage::Gpu(b)) => Some(b.clone()),
             _ => None,

@@ -132,6 +132,19 @@ impl Tensor {
             self.storage().clone()
         } else {
             match self.storage() {
+                Storage::Gpu(_) if len > kernels::SOFTMAX_MAX_DIM => {
+                    // Longer than one launch of the softmax kernels walks: a composition of
+                    // reductions (which go in blocks), the same node and backward.
+                    let x = self.detach();
+                    let z = x.sub(&x.max(d, true)?)?;
+                    let y = if log {
+                        z.sub(&z.exp()?.sum(d, true)?.log()?)?
+                    } else {
+                        let e = z.exp()?;
+                        e.div(&e.sum(d, true)?)?
+                    };
+                    y.storage().clone()
+                }
                 Storage::Gpu(b) => Storage::gpu(kernels::softmax(gpu(self.dev()), b, outer, len, inner, log)?),
                 Storage::Cpu(_) => Storage::f32_cpu(cpu::softmax(self.cpu_f32(), outer, len, inner, log)),
             }

@@ -46,7 +46,8 @@ pub fn cross_entropy_rows(
     let params = loss_params(rows, classes, ignore)?;
     // Many classes: a workgroup per row, within the loop budget up to CE_MAX_CLASSES.
     if classes > CE_MAX_CLASSES {
-        let msg = format!("{classes} classes are more than the {CE_MAX_CLASSES} one launch takes");
+        let msg =
+            format!("{classes} classes are more than the {CE_MAX_CLASSES} one launch takes (see cross_entropy_pick)");
         return Err(DeviceError::Launch { op: "cross_entropy", msg });
     }
     let (entry, groups) = if classes >= super::softmax::SOFTMAX_WG_DIM {
@@ -58,6 +59,26 @@ pub fn cross_entropy_rows(
     let bufs = [x.raw(), labels.raw(), dev.cx().dummy(0), dev.cx().dummy(1), loss.raw(), lse.raw()];
     dev.record(&pipe, &bufs, bytemuck::bytes_of(&params), groups)?;
     Ok((loss, lse))
+}
+
+/// The per-row losses of [`cross_entropy_rows`] from log-normalisers `lse` `[rows]` computed
+/// elsewhere (for rows of more than [`CE_MAX_CLASSES`]): returns (loss, a copy of lse).
+pub fn cross_entropy_pick(
+    dev: &GpuDevice,
+    x: &GpuBuffer,
+    labels: &GpuBuffer,
+    lse: &GpuBuffer,
+    rows: usize,
+    classes: usize,
+    ignore: Option<u32>,
+) -> DeviceResult<(GpuBuffer, GpuBuffer)> {
+    let loss = dev.alloc(rows as u64 * 4, "cross_entropy")?;
+    let lse_out = dev.alloc(rows as u64 * 4, "cross_entropy")?;
+    let params = loss_params(rows, classes, ignore)?;
+    let pipe = dev.cx().pipeline(Family::Loss, "ce_pick", &[])?;
+    let bufs = [x.raw(), labels.raw(), lse.raw(), dev.cx().dummy(1), loss.raw(), lse_out.raw()];
+    dev.record(&pipe, &bufs, bytemuck::bytes_of(&params), grid_threads(dev.cx(), rows)?)?;
+    Ok((loss, lse_out))
 }
 
 /// Backward of [`cross_entropy_rows`]: dx `[rows, classes]` = (softmax(x) - onehot) * `g[row]`.

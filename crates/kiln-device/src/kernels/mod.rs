@@ -39,13 +39,13 @@ pub use binary::binary;
 pub use copy::{gather, place};
 pub use im2col::{Im2colDesc, col2im, im2col, max_pool, max_pool_backward};
 pub use index::index_mask;
-pub use loss::{cross_entropy_backward, cross_entropy_rows};
+pub use loss::{CE_MAX_CLASSES, cross_entropy_backward, cross_entropy_pick, cross_entropy_rows};
 pub use matmul::{MatmulDesc, matmul, matmul_at};
-pub use norm::{channel_grad_sums, channel_moments, layer_norm_rows, layer_norm_rows_backward};
+pub use norm::{LAYER_NORM_MAX_ROW, channel_grad_sums, channel_moments, layer_norm_rows, layer_norm_rows_backward};
 pub use optim::{OptimKernel, OptimParams, optim_flags, optim_step};
 pub use recurrence::{CellKind, RecurrenceDesc, recurrence_backward, recurrence_forward};
 pub use reduce::{ReduceOp, reduce};
-pub use softmax::softmax;
+pub use softmax::{SOFTMAX_MAX_DIM, softmax};
 pub use stats::{STATS_WORDS, histogram, tensor_stats};
 pub use unary::{fill, unary};
 

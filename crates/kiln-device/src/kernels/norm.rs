@@ -18,7 +18,14 @@ struct NormParams {
     c: u32,
     l: u32,
     mode: u32,
+    block: u32,
+    blocks: u32,
+    pad: [u32; 2],
 }
+
+/// Values of a channel one workgroup of a blocked `channel_sums` launch takes (its invocations
+/// walk `CHANNEL_BLOCK / 256` each, within [`LOOP_BUDGET`]).
+const CHANNEL_BLOCK: usize = LOOP_BUDGET / 2 * 256;
 
 fn channel_sums(
     dev: &GpuDevice,
@@ -30,23 +37,40 @@ fn channel_sums(
     if n * l == 0 || c == 0 {
         return Err(DeviceError::Launch { op, msg: format!("empty channels: [{n}, {c}, {l}]") });
     }
-    // An invocation walks n / (256 / l) rows of l / 256 values (lanes along l, groups of lanes
-    // along n for short channels): within the loop budget, or refused.
-    let iters = if l < 256 { n.div_ceil(256 / l) * 2 } else { n * (1 + l.div_ceil(256)) };
-    if iters + 16 > LOOP_BUDGET {
-        let msg = format!("channels of [{n}, {c}, {l}] are longer than one launch walks ({LOOP_BUDGET} steps)");
-        return Err(DeviceError::Launch { op, msg });
-    }
-    let out = dev.alloc(2 * c as u64 * 4, op)?;
-    let params = NormParams { n: u32_of(op, n)?, c: u32_of(op, c)?, l: u32_of(op, l)?, mode: v.is_some() as u32 };
     u32_of(op, n * c * l)?;
-    let pipe = dev.cx().pipeline(Family::Norm, "channel_sums", &[])?;
+    // An invocation walks n / (256 / l) rows of l / 256 values (lanes along l, groups of lanes
+    // along n for short channels); past the loop budget the channel goes in blocks.
+    let iters = if l < 256 { n.div_ceil(256 / l) * 2 } else { n * (1 + l.div_ceil(256)) };
+    // (At least two blocks: a blocked launch is one of more than one block.)
+    let blocks = if iters + 16 > LOOP_BUDGET { (n * l).div_ceil(CHANNEL_BLOCK).max(2) } else { 1 };
+    let params = NormParams {
+        n: u32_of(op, n)?,
+        c: u32_of(op, c)?,
+        l: u32_of(op, l)?,
+        mode: v.is_some() as u32,
+        block: u32_of(op, (n * l).div_ceil(blocks))?,
+        blocks: blocks as u32,
+        pad: [0; 2],
+    };
+    let out = dev.alloc(2 * c as u64 * 4, op)?;
+    let cx = dev.cx();
     let (vb, shift) = match v {
         Some((v, s)) => (v.raw(), s.raw()),
-        None => (u.raw(), dev.cx().dummy(0)),
+        None => (u.raw(), cx.dummy(0)),
     };
-    let bufs = [u.raw(), vb, shift, out.raw(), dev.cx().dummy(1)];
-    dev.record(&pipe, &bufs, bytemuck::bytes_of(&params), grid(dev.cx(), c)?)?;
+    let pipe = cx.pipeline(Family::Norm, "channel_sums", &[])?;
+    if blocks == 1 {
+        let bufs = [u.raw(), vb, shift, out.raw(), cx.dummy(1)];
+        dev.record(&pipe, &bufs, bytemuck::bytes_of(&params), grid(cx, c)?)?;
+        return Ok(out);
+    }
+    // The blocks' raw sums, then their totals per channel (in `blocks` steps each).
+    let part = dev.alloc((2 * c * blocks) as u64 * 4, op)?;
+    let bufs = [u.raw(), vb, shift, part.raw(), cx.dummy(1)];
+    dev.record(&pipe, &bufs, bytemuck::bytes_of(&params), grid(cx, c * blocks)?)?;
+    let pipe = cx.pipeline(Family::Norm, "channel_finish", &[])?;
+    let bufs = [u.raw(), part.raw(), cx.dummy(0), out.raw(), cx.dummy(1)];
+    dev.record(&pipe, &bufs, bytemuck::bytes_of(&params), grid(cx, c.div_ceil(64))?)?;
     Ok(out)
 }
 
@@ -77,6 +101,10 @@ struct RowParams {
     eps: f32,
 }
 
+/// The longest row the layer-norm kernels take: a long row's invocations walk it three times
+/// in strides of 256, within [`LOOP_BUDGET`]. Longer rows are for a composition of reductions.
+pub const LAYER_NORM_MAX_ROW: usize = (LOOP_BUDGET - 16) / 3 * 256;
+
 /// Rows up to this long take the one-invocation-per-row kernels, longer ones a workgroup each.
 const SHORT_ROW: usize = 256;
 
@@ -97,8 +125,7 @@ fn row_params(op: &'static str, rows: usize, n: usize, flags: u32, eps: f32) -> 
         return Err(DeviceError::Launch { op, msg: format!("empty rows: [{rows}, {n}]") });
     }
     u32_of(op, rows * n)?;
-    // A long row's invocations walk it three times in strides of 256.
-    if 3 * n.div_ceil(256) + 16 > LOOP_BUDGET {
+    if n > LAYER_NORM_MAX_ROW {
         let msg = format!("rows of {n} are longer than one launch walks ({LOOP_BUDGET} steps)");
         return Err(DeviceError::Launch { op, msg });
     }

@@ -32,7 +32,8 @@ struct ReduceParams {
 
 /// The most values one workgroup of a `*_wg` launch reduces: its 256 invocations walk
 /// `REDUCE_CHUNK / 256` each, within [`LOOP_BUDGET`]. A longer sum is reduced in blocks of
-/// this many and then over the blocks; a longer max is refused.
+/// this many and then over the blocks; a longer max takes each block's largest value and its
+/// index, then the first largest block.
 pub const REDUCE_CHUNK: usize = 1 << 23;
 const _: () = assert!(REDUCE_CHUNK / 256 + 64 <= LOOP_BUDGET);
 
@@ -51,10 +52,6 @@ pub fn reduce(
         return Err(DeviceError::Launch { op: "reduce", msg: "empty reduction dim".into() });
     }
     let chunks = dim.div_ceil(REDUCE_CHUNK);
-    if chunks > 1 && op == ReduceOp::Max {
-        let msg = format!("a max over {dim} values is longer than the {REDUCE_CHUNK} one launch takes");
-        return Err(DeviceError::Launch { op: "reduce", msg });
-    }
     let params = ReduceParams {
         outer: u32_of("reduce", outer)?,
         dim: u32_of("reduce", dim)?,
@@ -64,6 +61,20 @@ pub fn reduce(
         chunks: chunks as u32,
         pad: [0; 2],
     };
+    if chunks > 1 && op == ReduceOp::Max {
+        // Each output's blocks, a workgroup each, as (value bits, index) pairs; then the first
+        // largest block of each output (one invocation each, `chunks` steps: far within budget).
+        let part = dev.alloc((n_out * chunks) as u64 * 8, "reduce")?;
+        let pipe = dev.cx().pipeline(Family::Reduce, "max_wg_part", &[])?;
+        let groups = grid(dev.cx(), n_out * chunks)?;
+        dev.record(&pipe, &[x.raw(), part.raw(), dev.cx().dummy(0)], bytemuck::bytes_of(&params), groups)?;
+        let out = dev.alloc(n_out as u64 * 4, "reduce")?;
+        let idx = dev.alloc(n_out as u64 * 4, "reduce")?;
+        let pipe = dev.cx().pipeline(Family::Reduce, "max_merge", &[])?;
+        let groups = grid_threads(dev.cx(), n_out)?;
+        dev.record(&pipe, &[part.raw(), out.raw(), idx.raw()], bytemuck::bytes_of(&params), groups)?;
+        return Ok((out, Some(idx)));
+    }
     if chunks > 1 {
         // Each output's blocks, a workgroup each, then a sum over the blocks.
         let part = dev.alloc((n_out * chunks) as u64 * 4, "reduce")?;
