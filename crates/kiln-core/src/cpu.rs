@@ -1,12 +1,39 @@
 //! CPU reference kernels. They mirror the WGSL kernels op for op (elementwise ops through the op
-//! table's scalar functions, `UnaryOp::eval` / `BinaryOp::eval`), so the two devices agree; sums
+//! table's scalar functions, one loop per op), so the two devices agree; sums
 //! accumulate in f64.
 
 use kiln_device::kernels::{Im2colDesc, MatmulDesc};
 use kiln_device::op::{BinaryOp, UnaryOp};
 
-pub(crate) fn unary(op: UnaryOp, alpha: f32, x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| op.eval(v, alpha)).collect()
+/// Expands the op tables into `unary` and `binary`: one loop per op, so each op's scalar
+/// function is inlined into its own loop (which the compiler vectorises) instead of matching on
+/// the op at every element.
+macro_rules! cpu_unary {
+    ($($(#[$doc:meta])* $name:ident : $wgsl:literal, $cpu:expr, [$($rest:tt)*], [$($grad:tt)*];)*) => {
+        pub(crate) fn unary(op: UnaryOp, alpha: f32, x: &[f32]) -> Vec<f32> {
+            match op {
+                $(UnaryOp::$name => unary_with(x, alpha, $cpu),)*
+            }
+        }
+    };
+}
+kiln_device::unary_ops!(cpu_unary);
+
+macro_rules! cpu_binary {
+    ($($(#[$doc:meta])* $name:ident : $wgsl:literal, $cpu:expr, [$($rest:tt)*], [$($grad:tt)*];)*) => {
+        /// `op` with broadcasting over `shape`, a and b read through strides `sa` and `sb`.
+        pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32], shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<f32> {
+            match op {
+                $(BinaryOp::$name => binary_with(a, b, shape, sa, sb, $cpu),)*
+            }
+        }
+    };
+}
+kiln_device::binary_ops!(cpu_binary);
+
+#[inline(always)]
+fn unary_with(x: &[f32], alpha: f32, f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+    x.iter().map(|&v| f(v, alpha)).collect()
 }
 
 /// Visits the element offsets of a strided view in row-major order of `shape`.
@@ -33,34 +60,62 @@ fn for_each_offset(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(&[us
     }
 }
 
-/// `op` with broadcasting: the leading dims walked by offsets, the last dim as a row loop whose
-/// contiguous and broadcast cases are plain slice loops (the op's match hoisted out of them).
-pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32], shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<f32> {
+/// A binary op `f` with broadcasting: the leading dims walked by offsets, the last dim as a
+/// row loop whose contiguous and broadcast cases are plain slice loops.
+#[inline(always)]
+fn binary_with(
+    a: &[f32],
+    b: &[f32],
+    shape: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+    f: impl Fn(f32, f32) -> f32,
+) -> Vec<f32> {
     let n: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(n);
     let Some(r) = shape.len().checked_sub(1) else {
-        out.push(op.eval(a[0], b[0]));
-        return out;
+        return vec![f(a[0], b[0])];
     };
+    let mut out = Vec::with_capacity(n);
     if n == 0 {
         return out;
     }
     let (len, ia, ib) = (shape[r], sa[r], sb[r]);
+    // Written in place, row by row (no zeroing pass first): every one of the n elements is
+    // written below, one row of `len` per offset of the leading dims.
+    let mut rows = out.spare_capacity_mut()[..n].chunks_exact_mut(len);
+    let mut written = 0;
     for_each_offset(&shape[..r], &[&sa[..r], &sb[..r]], |o| {
         let (oa, ob) = (o[0], o[1]);
+        let row = rows.next().expect("one row per offset");
         match (ia, ib) {
-            (1, 1) => out.extend(a[oa..oa + len].iter().zip(&b[ob..ob + len]).map(|(&x, &y)| op.eval(x, y))),
+            (1, 1) => {
+                for ((d, &x), &y) in row.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]) {
+                    d.write(f(x, y));
+                }
+            }
             (1, 0) => {
                 let y = b[ob];
-                out.extend(a[oa..oa + len].iter().map(|&x| op.eval(x, y)))
+                for (d, &x) in row.iter_mut().zip(&a[oa..oa + len]) {
+                    d.write(f(x, y));
+                }
             }
             (0, 1) => {
                 let x = a[oa];
-                out.extend(b[ob..ob + len].iter().map(|&y| op.eval(x, y)))
+                for (d, &y) in row.iter_mut().zip(&b[ob..ob + len]) {
+                    d.write(f(x, y));
+                }
             }
-            _ => out.extend((0..len).map(|i| op.eval(a[oa + i * ia], b[ob + i * ib]))),
+            _ => {
+                for (i, d) in row.iter_mut().enumerate() {
+                    d.write(f(a[oa + i * ia], b[ob + i * ib]));
+                }
+            }
         }
+        written += len;
     });
+    assert_eq!(written, n, "binary wrote every element");
+    // SAFETY: the n elements were initialised above (checked).
+    unsafe { out.set_len(n) };
     out
 }
 
@@ -103,32 +158,91 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], d: &MatmulDesc) -> Vec<f32> {
         a.len(),
         b.len()
     );
-    for z in 0..d.batch {
-        let pa = &a[z * d.a_bs..];
-        let pb = &b[z * d.b_bs..];
-        let pc = &mut c[z * d.m * d.n..(z + 1) * d.m * d.n];
-        // SAFETY: the strides describe views inside `a` and `b` (the largest index of each was
-        // checked above) and `c` is m*n contiguous.
-        unsafe {
-            matrixmultiply::sgemm(
-                d.m,
-                d.k,
-                d.n,
-                1.0,
-                pa.as_ptr(),
-                d.a_rs as isize,
-                d.a_cs as isize,
-                pb.as_ptr(),
-                d.b_rs as isize,
-                d.b_cs as isize,
-                0.0,
-                pc.as_mut_ptr(),
-                d.n as isize,
-                1,
-            );
+    // Large products are split over the machine's cores, in rows of C (or whole matrices of a
+    // batch): each part is an sgemm over a block of rows, which sums every element's terms in
+    // the same order as one call would, so the results do not depend on the split.
+    let work = d.batch * d.m * d.n * d.k;
+    let parts = (work / MATMUL_PART_WORK).clamp(1, cpu_threads());
+    let mats: Vec<&mut [f32]> = c.chunks_exact_mut(d.m * d.n).collect();
+    if parts == 1 {
+        for (z, pc) in mats.into_iter().enumerate() {
+            sgemm_rows(a, b, d, z, 0, pc);
         }
+    } else if d.batch >= parts {
+        let per = d.batch.div_ceil(parts);
+        let mut jobs: Vec<Vec<(usize, &mut [f32])>> = (0..parts).map(|_| Vec::new()).collect();
+        for (z, pc) in mats.into_iter().enumerate() {
+            jobs[z / per].push((z, pc));
+        }
+        run_parts(jobs, |job| {
+            for (z, pc) in job {
+                sgemm_rows(a, b, d, z, 0, pc);
+            }
+        });
+    } else {
+        let rows = d.m.div_ceil(parts);
+        let mut jobs = Vec::new();
+        for (z, pc) in mats.into_iter().enumerate() {
+            for (i, block) in pc.chunks_mut(rows * d.n).enumerate() {
+                jobs.push((z, i * rows, block));
+            }
+        }
+        run_parts(jobs, |(z, r0, block)| sgemm_rows(a, b, d, z, r0, block));
     }
     c
+}
+
+/// Multiply-adds below which a product is not split over threads (a thread's start costs
+/// about as much as this much work).
+const MATMUL_PART_WORK: usize = 1 << 21;
+
+/// Threads the CPU device's large products use: the machine's cores (at most 16).
+fn cpu_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(16))
+}
+
+/// Runs `f` on each job, the first on this thread and the others on scoped threads.
+fn run_parts<J: Send>(jobs: Vec<J>, f: impl Fn(J) + Sync) {
+    let f = &f;
+    std::thread::scope(|s| {
+        let mut jobs = jobs.into_iter();
+        let first = jobs.next();
+        for job in jobs {
+            s.spawn(move || f(job));
+        }
+        if let Some(job) = first {
+            f(job);
+        }
+    });
+}
+
+/// C rows r0.. of batch entry z (`pc`, whole rows of n) = A rows r0.. times B, one sgemm.
+fn sgemm_rows(a: &[f32], b: &[f32], d: &MatmulDesc, z: usize, r0: usize, pc: &mut [f32]) {
+    let m = pc.len() / d.n;
+    let pa = &a[z * d.a_bs + r0 * d.a_rs..];
+    let pb = &b[z * d.b_bs..];
+    // SAFETY: the strides describe views inside `a` and `b` (the largest index of each was
+    // checked by the caller; rows r0..r0 + m are inside the m rows checked) and `pc` is m*n
+    // contiguous.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            d.k,
+            d.n,
+            1.0,
+            pa.as_ptr(),
+            d.a_rs as isize,
+            d.a_cs as isize,
+            pb.as_ptr(),
+            d.b_rs as isize,
+            d.b_cs as isize,
+            0.0,
+            pc.as_mut_ptr(),
+            d.n as isize,
+            1,
+        );
+    }
 }
 
 /// Sums `x` viewed as [outer, dim, inner] over `dim`, in f64, each sum in order of `dim`. Rows
@@ -210,6 +324,54 @@ pub(crate) fn index_mask(idx: &[u32], outer: usize, dim: usize, inner: usize) ->
         }
     }
     out
+}
+
+/// Layer normalisation of x viewed as [rows, n] (as `layer_norm` in norm.wgsl): the output,
+/// times `w` and plus `b` where given, and the rows' statistics (the means, then 1 / std).
+pub(crate) fn layer_norm_rows(
+    x: &[f32],
+    w: Option<&[f32]>,
+    b: Option<&[f32]>,
+    n: usize,
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let rows = x.len() / n;
+    let mut y = vec![0f32; x.len()];
+    let mut stats = vec![0f32; 2 * rows];
+    for (r, (xr, yr)) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)).enumerate() {
+        let mean = (xr.iter().map(|&v| v as f64).sum::<f64>() / n as f64) as f32;
+        let var = xr.iter().map(|&v| ((v - mean) as f64).powi(2)).sum::<f64>() / n as f64;
+        let rstd = 1.0 / (var as f32 + eps).sqrt();
+        for (j, (d, &v)) in yr.iter_mut().zip(xr).enumerate() {
+            *d = (v - mean) * rstd * w.map_or(1.0, |w| w[j]) + b.map_or(0.0, |b| b[j]);
+        }
+        (stats[r], stats[rows + r]) = (mean, rstd);
+    }
+    (y, stats)
+}
+
+/// The input gradient of [`layer_norm_rows`] (as `layer_norm_backward` in norm.wgsl):
+/// dx = rstd (gw - mean(gw) - xhat mean(gw xhat)) per row, gw = g w.
+pub(crate) fn layer_norm_rows_backward(g: &[f32], x: &[f32], w: Option<&[f32]>, stats: &[f32], n: usize) -> Vec<f32> {
+    let rows = x.len() / n;
+    let mut dx = vec![0f32; x.len()];
+    let mut gw = vec![0f32; n];
+    for (r, ((gr, xr), dr)) in g.chunks_exact(n).zip(x.chunks_exact(n)).zip(dx.chunks_exact_mut(n)).enumerate() {
+        let (mean, rstd) = (stats[r], stats[rows + r]);
+        for (j, d) in gw.iter_mut().enumerate() {
+            *d = gr[j] * w.map_or(1.0, |w| w[j]);
+        }
+        let (mut a, mut b) = (0f64, 0f64);
+        for (&gv, &xv) in gw.iter().zip(xr) {
+            a += gv as f64;
+            b += (gv * (xv - mean) * rstd) as f64;
+        }
+        let (ma, mb) = ((a / n as f64) as f32, (b / n as f64) as f32);
+        for ((d, &gv), &xv) in dr.iter_mut().zip(&gw).zip(xr) {
+            *d = rstd * (gv - ma - (xv - mean) * rstd * mb);
+        }
+    }
+    dx
 }
 
 /// Fused cross-entropy rows (as `ce_rows` in loss.wgsl): (loss, logsumexp) per row.

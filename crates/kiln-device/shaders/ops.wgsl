@@ -65,6 +65,11 @@ fn u_erf(v: f32, a: f32) -> f32 {
     return sign(v) * (1.0 - poly * exp(-x * x));
 }
 
+// GELU, exact: x / 2 * (1 + erf(x / sqrt 2)).
+fn u_gelu(v: f32, a: f32) -> f32 {
+    return 0.5 * v * (1.0 + u_erf(v * 0.70710678, 0.0));
+}
+
 // Binary ops, one function each: b_<name>(u, v). Comparisons give 1.0 or 0.0.
 fn b_add(u: f32, v: f32) -> f32 { return u + v; }
 fn b_sub(u: f32, v: f32) -> f32 { return u - v; }
@@ -80,5 +85,9 @@ fn b_eq(u: f32, v: f32) -> f32 { return select(0.0, 1.0, u == v); }
 fn b_ne(u: f32, v: f32) -> f32 { return select(0.0, 1.0, u != v); }
 // ReLU backward: u is the incoming gradient, v the ReLU input (gradient 0 at v == 0).
 fn b_relu_backward(u: f32, v: f32) -> f32 { return select(0.0, u, v > 0.0); }
+// GELU backward: u the incoming gradient, v the GELU input; u * (Phi(v) + v * phi(v)).
+fn b_gelu_backward(u: f32, v: f32) -> f32 {
+    return u * (0.5 * (1.0 + u_erf(v * 0.70710678, 0.0)) + v * exp(-0.5 * v * v) * 0.39894228);
+}
 // u where v is nonzero, else 0 (a select: u's infinities and NaNs do not leak where v is 0).
 fn b_keep(u: f32, v: f32) -> f32 { return select(0.0, u, v != 0.0); }

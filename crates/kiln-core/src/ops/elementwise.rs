@@ -59,11 +59,9 @@ impl Tensor {
         self.binary_op(x, "relu_backward", BinaryOp::ReluBackward, true)
     }
 
-    /// GELU, exact (PyTorch's default `approximate='none'`): x * Phi(x) = x / 2 * (1 + erf(x / sqrt 2)).
-    /// A composite: fused into one kernel on the GPU, its gradient from those of its parts.
-    pub fn gelu(&self) -> Result<Tensor> {
-        let phi = self.mul_scalar(std::f32::consts::FRAC_1_SQRT_2)?.erf()?.add_scalar(1.0)?;
-        self.mul(&phi)?.mul_scalar(0.5)
+    /// The incoming gradient `self` times GELU's derivative at `x` (GELU's backward, one kernel).
+    pub(crate) fn gelu_backward(&self, x: &Tensor) -> Result<Tensor> {
+        self.binary_op(x, "gelu_backward", BinaryOp::GeluBackward, true)
     }
 
     /// GELU with PyTorch's tanh approximation (`approximate='tanh'`):

@@ -153,18 +153,29 @@ pub fn layer_norm(
     eps: f32,
 ) -> Result<Tensor> {
     let (rows, n) = trailing_rows("layer_norm", x, normalized_shape, &[weight, bias])?;
-    if let (Storage::Gpu(xb), true) = (x.storage(), n <= kernels::LAYER_NORM_MAX_ROW) {
-        // One node over the row kernels of `norm.wgsl`; longer rows (and the CPU) compose
-        // reductions, which go in blocks however long.
-        let buf = |t: Option<&Tensor>| match t.map(|t| t.storage()) {
-            Some(Storage::Gpu(b)) => Some(b.clone()),
-            _ => None,
-        };
-        let (wb, bb) = (buf(weight), buf(bias));
-        let (y, stats) = kernels::layer_norm_rows(gpu(x.dev()), xb, wb.as_deref(), bb.as_deref(), [rows, n], eps)?;
-        let stats = Tensor::from_parts(Storage::gpu(stats), vec![2 * rows], DType::F32, x.device());
+    // One node over row kernels (`norm.wgsl`'s on the GPU, their mirror on the CPU); rows
+    // longer than the GPU's row kernels take compose reductions, which go in blocks.
+    let node = match x.storage() {
+        Storage::Gpu(xb) if n <= kernels::LAYER_NORM_MAX_ROW => {
+            let buf = |t: Option<&Tensor>| match t.map(|t| t.storage()) {
+                Some(Storage::Gpu(b)) => Some(b.clone()),
+                _ => None,
+            };
+            let (wb, bb) = (buf(weight), buf(bias));
+            let (y, stats) = kernels::layer_norm_rows(gpu(x.dev()), xb, wb.as_deref(), bb.as_deref(), [rows, n], eps)?;
+            Some((Storage::gpu(y), Storage::gpu(stats)))
+        }
+        Storage::Cpu(_) => {
+            let (w, b) = (weight.map(|w| w.cpu_f32()), bias.map(|b| b.cpu_f32()));
+            let (y, stats) = cpu::layer_norm_rows(x.cpu_f32(), w, b, n, eps);
+            Some((Storage::f32_cpu(y), Storage::f32_cpu(stats)))
+        }
+        Storage::Gpu(_) => None,
+    };
+    if let Some((y, stats)) = node {
+        let stats = Tensor::from_parts(stats, vec![2 * rows], DType::F32, x.device());
         let node = Op::LayerNorm { x: x.clone(), weight: weight.cloned(), bias: bias.cloned(), stats, rows };
-        return Ok(Tensor::from_op(Storage::gpu(y), x.shape().to_vec(), DType::F32, x.device(), node));
+        return Ok(Tensor::from_op(y, x.shape().to_vec(), DType::F32, x.device(), node));
     }
     let x2 = x.reshape(&[rows, n])?;
     let d = x2.sub(&x2.mean(1usize, true)?)?;
@@ -194,7 +205,7 @@ pub fn rms_norm(x: &Tensor, normalized_shape: &[usize], weight: Option<&Tensor>,
 }
 
 impl Tensor {
-    /// The gradients (x, weight, bias where present) of the GPU layer norm for the output
+    /// The gradients (x, weight, bias where present) of the layer-norm node for the output
     /// gradient `g`: dx from the row kernel, dw = sum over rows of g * xhat, db = sum of g.
     pub(crate) fn layer_norm_backward(
         g: &Tensor,
@@ -205,11 +216,29 @@ impl Tensor {
         rows: usize,
     ) -> Result<Vec<Option<Tensor>>> {
         let n = x.numel() / rows;
-        let gb = |t: &Tensor| super::gpu_buf("layer_norm", t);
-        let wb = weight.map(gb).transpose()?;
-        let (g_b, x_b, s_b) = (gb(g)?, gb(x)?, gb(stats)?);
-        let dx = kernels::layer_norm_rows_backward(gpu(x.dev()), &g_b, &x_b, wb.as_deref(), &s_b, [rows, n])?;
-        let mut out = vec![Some(Tensor::from_parts(Storage::gpu(dx), x.shape().to_vec(), DType::F32, x.device()))];
+        let dx = match x.storage() {
+            Storage::Cpu(_) => Storage::f32_cpu(cpu::layer_norm_rows_backward(
+                g.cpu_f32(),
+                x.cpu_f32(),
+                weight.map(|w| w.cpu_f32()),
+                stats.cpu_f32(),
+                n,
+            )),
+            Storage::Gpu(_) => {
+                let gb = |t: &Tensor| super::gpu_buf("layer_norm", t);
+                let wb = weight.map(gb).transpose()?;
+                let (g_b, x_b, s_b) = (gb(g)?, gb(x)?, gb(stats)?);
+                Storage::gpu(kernels::layer_norm_rows_backward(
+                    gpu(x.dev()),
+                    &g_b,
+                    &x_b,
+                    wb.as_deref(),
+                    &s_b,
+                    [rows, n],
+                )?)
+            }
+        };
+        let mut out = vec![Some(Tensor::from_parts(dx, x.shape().to_vec(), DType::F32, x.device()))];
         let g2 = g.reshape(&[rows, n])?;
         if let Some(w) = weight {
             let (mean, rstd) = (stats.slice_flat(0, &[rows, 1])?, stats.slice_flat(rows, &[rows, 1])?);
