@@ -3,6 +3,8 @@
 //! accumulate in f64.
 
 use kiln_device::kernels::{Im2colDesc, MatmulDesc};
+use std::mem::MaybeUninit;
+
 use kiln_device::op::{BinaryOp, UnaryOp};
 
 /// Expands the op tables into `unary` and `binary`: one loop per op, so each op's scalar
@@ -144,10 +146,13 @@ pub(crate) fn gather<T: Copy>(src: &[T], shape: &[usize], strides: &[usize], off
 }
 
 pub(crate) fn matmul(a: &[f32], b: &[f32], d: &MatmulDesc) -> Vec<f32> {
-    let mut c = vec![0f32; d.batch * d.m * d.n];
-    if d.batch == 0 || d.m == 0 || d.n == 0 || d.k == 0 {
-        return c;
+    let total = d.batch * d.m * d.n;
+    if total == 0 || d.k == 0 {
+        return vec![0f32; total];
     }
+    // C is written by sgemm with beta = 0, which writes every element without reading any
+    // ("if beta is zero, C does not need to be initialized"): no zeroing pass first.
+    let mut c: Vec<f32> = Vec::with_capacity(total);
     // The unsafe call below reads through raw strides: a view that does not fit its slice would
     // be undefined behaviour, so it is an internal error (a bug in the caller's shape logic).
     let last_a = (d.batch - 1) * d.a_bs + (d.m - 1) * d.a_rs + (d.k - 1) * d.a_cs;
@@ -163,14 +168,14 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], d: &MatmulDesc) -> Vec<f32> {
     // the same order as one call would, so the results do not depend on the split.
     let work = d.batch * d.m * d.n * d.k;
     let parts = (work / MATMUL_PART_WORK).clamp(1, cpu_threads());
-    let mats: Vec<&mut [f32]> = c.chunks_exact_mut(d.m * d.n).collect();
+    let mats: Vec<&mut [MaybeUninit<f32>]> = c.spare_capacity_mut()[..total].chunks_exact_mut(d.m * d.n).collect();
     if parts == 1 {
         for (z, pc) in mats.into_iter().enumerate() {
             sgemm_rows(a, b, d, z, 0, pc);
         }
     } else if d.batch >= parts {
         let per = d.batch.div_ceil(parts);
-        let mut jobs: Vec<Vec<(usize, &mut [f32])>> = (0..parts).map(|_| Vec::new()).collect();
+        let mut jobs: Vec<Vec<(usize, &mut [MaybeUninit<f32>])>> = (0..parts).map(|_| Vec::new()).collect();
         for (z, pc) in mats.into_iter().enumerate() {
             jobs[z / per].push((z, pc));
         }
@@ -189,6 +194,9 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], d: &MatmulDesc) -> Vec<f32> {
         }
         run_parts(jobs, |(z, r0, block)| sgemm_rows(a, b, d, z, r0, block));
     }
+    // SAFETY: every element of the `total` was written by one sgemm above (the matrices, or
+    // their row blocks, cover it exactly).
+    unsafe { c.set_len(total) };
     c
 }
 
@@ -218,13 +226,13 @@ fn run_parts<J: Send>(jobs: Vec<J>, f: impl Fn(J) + Sync) {
 }
 
 /// C rows r0.. of batch entry z (`pc`, whole rows of n) = A rows r0.. times B, one sgemm.
-fn sgemm_rows(a: &[f32], b: &[f32], d: &MatmulDesc, z: usize, r0: usize, pc: &mut [f32]) {
+fn sgemm_rows(a: &[f32], b: &[f32], d: &MatmulDesc, z: usize, r0: usize, pc: &mut [MaybeUninit<f32>]) {
     let m = pc.len() / d.n;
     let pa = &a[z * d.a_bs + r0 * d.a_rs..];
     let pb = &b[z * d.b_bs..];
     // SAFETY: the strides describe views inside `a` and `b` (the largest index of each was
     // checked by the caller; rows r0..r0 + m are inside the m rows checked) and `pc` is m*n
-    // contiguous.
+    // contiguous, written (not read) by sgemm with beta = 0.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -238,7 +246,7 @@ fn sgemm_rows(a: &[f32], b: &[f32], d: &MatmulDesc, z: usize, r0: usize, pc: &mu
             d.b_rs as isize,
             d.b_cs as isize,
             0.0,
-            pc.as_mut_ptr(),
+            pc.as_mut_ptr().cast::<f32>(),
             d.n as isize,
             1,
         );

@@ -55,6 +55,11 @@ fn u_softplus(v: f32, a: f32) -> f32 { return max(v, 0.0) + log(1.0 + exp(-abs(v
 // erf: the Taylor series below |v| = 0.5 (relative error under 1e-6 there, where the rational
 // form below loses it), else Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7).
 fn u_erf(v: f32, a: f32) -> f32 {
+    return erf_e(v, exp(-v * v));
+}
+
+// erf(v) given e = e^(-v^2) (read only where |v| >= 0.5).
+fn erf_e(v: f32, e: f32) -> f32 {
     let x = abs(v);
     if (x < 0.5) {
         let x2 = v * v;
@@ -62,7 +67,7 @@ fn u_erf(v: f32, a: f32) -> f32 {
     }
     let t = 1.0 / (1.0 + 0.3275911 * x);
     let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    return sign(v) * (1.0 - poly * exp(-x * x));
+    return sign(v) * (1.0 - poly * e);
 }
 
 // GELU, exact: x / 2 * (1 + erf(x / sqrt 2)).
@@ -86,8 +91,10 @@ fn b_ne(u: f32, v: f32) -> f32 { return select(0.0, 1.0, u != v); }
 // ReLU backward: u is the incoming gradient, v the ReLU input (gradient 0 at v == 0).
 fn b_relu_backward(u: f32, v: f32) -> f32 { return select(0.0, u, v > 0.0); }
 // GELU backward: u the incoming gradient, v the GELU input; u * (Phi(v) + v * phi(v)).
+// One exp, e^(-v^2 / 2), for phi and the erf.
 fn b_gelu_backward(u: f32, v: f32) -> f32 {
-    return u * (0.5 * (1.0 + u_erf(v * 0.70710678, 0.0)) + v * exp(-0.5 * v * v) * 0.39894228);
+    let e = exp(-0.5 * v * v);
+    return u * (0.5 * (1.0 + erf_e(v * 0.70710678, e)) + v * e * 0.39894228);
 }
 // u where v is nonzero, else 0 (a select: u's infinities and NaNs do not leak where v is 0).
 fn b_keep(u: f32, v: f32) -> f32 { return select(0.0, u, v != 0.0); }

@@ -27,11 +27,16 @@ pub fn tanh(v: f32) -> f32 {
 
 /// erf as `ops.wgsl`'s `u_erf` computes it: a Taylor series below |v| = 0.5 (relative error
 /// under 1e-6), else Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7, 5e-7 in f32
-/// arithmetic; tested): one `exp`
-/// (libm's `erff` costs several times that: a tenth of a GPT step on the CPU), and the CPU and
-/// the GPU agree.
+/// arithmetic; tested): one `exp` (libm's `erff` costs several times that: a tenth of a GPT
+/// step on the CPU), and the CPU and the GPU agree.
 #[inline]
 pub fn erf(v: f32) -> f32 {
+    erf_with(v, || (-v * v).exp())
+}
+
+/// erf(v) given a way to e^(-v^2), which only |v| >= 0.5 needs (GELU's gradient has it anyway).
+#[inline]
+fn erf_with(v: f32, exp_neg_sq: impl FnOnce() -> f32) -> f32 {
     let x = v.abs();
     if x < 0.5 {
         let x2 = v * v;
@@ -41,7 +46,7 @@ pub fn erf(v: f32) -> f32 {
     }
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
     let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-    (1.0 - poly * (-x * x).exp()).copysign(v)
+    (1.0 - poly * exp_neg_sq()).copysign(v)
 }
 
 /// GELU as `ops.wgsl`'s `u_gelu` computes it: x / 2 * (1 + erf(x / sqrt 2)).
@@ -50,10 +55,12 @@ pub fn gelu(v: f32) -> f32 {
     0.5 * v * (1.0 + erf(v * core::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// GELU's derivative, Phi(x) + x * phi(x), as `ops.wgsl`'s `b_gelu_backward` computes it.
+/// GELU's derivative, Phi(x) + x * phi(x), as `ops.wgsl`'s `b_gelu_backward` computes it: one
+/// `exp`, e^(-x^2 / 2), serves phi and the erf.
 #[inline]
 pub fn gelu_grad(v: f32) -> f32 {
-    0.5 * (1.0 + erf(v * core::f32::consts::FRAC_1_SQRT_2)) + v * (-0.5 * v * v).exp() * 0.398_942_3
+    let e = (-0.5 * v * v).exp();
+    0.5 * (1.0 + erf_with(v * core::f32::consts::FRAC_1_SQRT_2, || e)) + v * e * 0.398_942_3
 }
 
 /// Calls `$then! { ... }` with the table of unary ops. Each entry:
