@@ -175,7 +175,7 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], d: &MatmulDesc) -> Vec<f32> {
         }
     } else if d.batch >= parts {
         let per = d.batch.div_ceil(parts);
-        let mut jobs: Vec<Vec<(usize, &mut [MaybeUninit<f32>])>> = (0..parts).map(|_| Vec::new()).collect();
+        let mut jobs: Vec<Vec<_>> = (0..parts).map(|_| Vec::new()).collect();
         for (z, pc) in mats.into_iter().enumerate() {
             jobs[z / per].push((z, pc));
         }
