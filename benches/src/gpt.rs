@@ -44,9 +44,17 @@ fn gpt_stepper(dev: &Device, batch: usize) -> Result<impl FnMut() -> Result<Tens
 /// 3 warm-up steps and `steps` timed ones (`time_steps`).
 pub fn gpt_step(dev: &Device, steps: usize) -> Result<Vec<String>> {
     let batch = 12;
+    let count = || dev.as_gpu().map(|g| g.dispatches());
+    let before = count();
     let (loss0, l, dt) = crate::time_steps(dev, gpt_stepper(dev, batch)?, 3, steps)?;
+    // Compute dispatches per step on a GPU device (all steps alike): what a software adapter
+    // pays a fixed cost for each of.
+    let per_step = match (before, count()) {
+        (Some(a), Some(b)) => format!(" dispatches_per_step={}", (b - a) / (3 + steps.max(1)) as u64),
+        _ => String::new(),
+    };
     Ok(vec![format!(
-        "workload=gpt_step impl={} ms={:.3} tokens_per_s={:.0} loss={l:.4} loss0={loss0:.4}",
+        "workload=gpt_step impl={} ms={:.3} tokens_per_s={:.0} loss={l:.4} loss0={loss0:.4}{per_step}",
         impl_name(dev),
         dt * 1e3,
         (batch * 64) as f64 / dt

@@ -31,30 +31,62 @@ fn cpu_adam(u: &OptimParams, p: &[f32], g: &[f32], s: [Option<&mut Vec<f32>>; 3]
     let has = |x: u32| u.flags & x != 0;
     let [s1, s2, s3] = s;
     let (m_buf, v_buf) = (s1.expect("exp_avg"), s2.expect("exp_avg_sq"));
-    let mut s3 = s3;
-    let mut out = Vec::with_capacity(p.len());
-    for i in 0..p.len() {
-        let mut pv = p[i];
-        let mut gr = if has(f::MAXIMIZE) { -g[i] } else { g[i] };
-        if has(f::DECOUPLED) {
-            pv *= u.decay;
-        } else if u.wd != 0.0 {
-            gr += u.wd * pv;
+    let max_buf = if has(f::AMSGRAD) { Some(s3.expect("max_exp_avg_sq").as_mut_slice()) } else { None };
+    // The flags decided once, outside the loops (which then vectorise): the gradient's sign,
+    // decoupled decay of the parameter or L2 added to the gradient.
+    let sign = if has(f::MAXIMIZE) { -1.0 } else { 1.0 };
+    let (decay, l2) = if has(f::DECOUPLED) { (u.decay, 0.0) } else { (1.0, u.wd) };
+    let w = u.one_minus_beta1;
+    // The first moment's update in the form that is exact at w = 1 (as the GPU kernel).
+    if w < 0.5 {
+        adam_loop(u, p, g, m_buf, v_buf, max_buf, sign, decay, l2, |m0, gr| m0 + w * (gr - m0))
+    } else {
+        adam_loop(u, p, g, m_buf, v_buf, max_buf, sign, decay, l2, |m0, gr| gr - (gr - m0) * (1.0 - w))
+    }
+}
+
+/// Adam's update of every element: the moments in place, the new parameters returned.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn adam_loop(
+    u: &OptimParams,
+    p: &[f32],
+    g: &[f32],
+    m_buf: &mut [f32],
+    v_buf: &mut [f32],
+    max_buf: Option<&mut [f32]>,
+    sign: f32,
+    decay: f32,
+    l2: f32,
+    first: impl Fn(f32, f32) -> f32,
+) -> Vec<f32> {
+    let n = p.len();
+    let (g, m_buf, v_buf) = (&g[..n], &mut m_buf[..n], &mut v_buf[..n]);
+    let update = |pv: f32, gr: f32, m: &mut f32, v: &mut f32| {
+        let pv = pv * decay;
+        // (L2 only where there is some: 0 * an infinite parameter would be NaN.)
+        let gr = if l2 != 0.0 { sign * gr + l2 * pv } else { sign * gr };
+        *m = first(*m, gr);
+        *v = *v * u.beta2 + u.one_minus_beta2 * gr * gr;
+        pv
+    };
+    let step = |pv: f32, m: f32, vv: f32| pv + (-u.step_size) * (m / (vv.sqrt() / u.bc2_sqrt + u.eps));
+    let mut out = Vec::with_capacity(n);
+    match max_buf {
+        None => out.extend(p.iter().zip(g).zip(m_buf.iter_mut().zip(v_buf.iter_mut())).map(|((&pv, &gr), (m, v))| {
+            let pv = update(pv, gr, m, v);
+            step(pv, *m, *v)
+        })),
+        Some(mx) => {
+            let mx = &mut mx[..n];
+            out.extend(p.iter().zip(g).zip(m_buf.iter_mut().zip(v_buf.iter_mut())).zip(mx.iter_mut()).map(
+                |(((&pv, &gr), (m, v)), mx)| {
+                    let pv = update(pv, gr, m, v);
+                    *mx = mx.max(*v);
+                    step(pv, *m, *mx)
+                },
+            ))
         }
-        let m0 = m_buf[i];
-        let w = u.one_minus_beta1;
-        let m = if w < 0.5 { m0 + w * (gr - m0) } else { gr - (gr - m0) * (1.0 - w) };
-        let v = v_buf[i] * u.beta2 + u.one_minus_beta2 * gr * gr;
-        m_buf[i] = m;
-        v_buf[i] = v;
-        let mut vv = v;
-        if has(f::AMSGRAD) {
-            let mx = s3.as_mut().expect("max_exp_avg_sq");
-            vv = mx[i].max(v);
-            mx[i] = vv;
-        }
-        let denom = vv.sqrt() / u.bc2_sqrt + u.eps;
-        out.push(pv + (-u.step_size) * (m / denom));
     }
     out
 }
