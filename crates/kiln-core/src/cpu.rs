@@ -34,17 +34,37 @@ macro_rules! cpu_binary {
 kiln_device::binary_ops!(cpu_binary);
 
 #[inline(always)]
-fn unary_with(x: &[f32], alpha: f32, f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
-    x.iter().map(|&v| f(v, alpha)).collect()
+fn unary_with(x: &[f32], alpha: f32, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    par_rows(&mut out.spare_capacity_mut()[..x.len()], 1, |r0, block| {
+        for (d, &v) in block.iter_mut().zip(&x[r0..]) {
+            d.write(f(v, alpha));
+        }
+    });
+    // SAFETY: par_rows handed every element of the x.len() to one block, which wrote it.
+    unsafe { out.set_len(x.len()) };
+    out
 }
 
 /// Visits the element offsets of a strided view in row-major order of `shape`.
-fn for_each_offset(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(&[usize])) {
-    let n: usize = shape.iter().product();
+fn for_each_offset(shape: &[usize], strides: &[&[usize]], f: impl FnMut(&[usize])) {
+    for_each_offset_in(shape, strides, 0, shape.iter().product(), f)
+}
+
+/// [`for_each_offset`] for positions `start..start + count` of the row-major order only.
+fn for_each_offset_in(shape: &[usize], strides: &[&[usize]], start: usize, count: usize, mut f: impl FnMut(&[usize])) {
     let rank = shape.len();
     let mut idx = vec![0usize; rank];
     let mut offs = vec![0usize; strides.len()];
-    for _ in 0..n {
+    let mut rest = start;
+    for d in (0..rank).rev() {
+        idx[d] = rest % shape[d].max(1);
+        rest /= shape[d].max(1);
+        for (o, s) in offs.iter_mut().zip(strides) {
+            *o += idx[d] * s[d];
+        }
+    }
+    for _ in 0..count {
         f(&offs);
         for d in (0..rank).rev() {
             idx[d] += 1;
@@ -62,6 +82,23 @@ fn for_each_offset(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(&[us
     }
 }
 
+/// Elements from which an elementwise op splits its output over the cores (a thread's start
+/// costs about as much as this many simple elementwise steps).
+const PAR_ELEMENTS: usize = 1 << 17;
+
+/// Calls `f(first_row, rows)` on blocks of whole rows of `out` (rows of `len`), on this thread
+/// alone for small outputs, else one block per core on scoped threads.
+fn par_rows<T: Send>(out: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let rows = out.len() / len.max(1);
+    let parts = (out.len() / PAR_ELEMENTS).clamp(1, cpu_threads()).min(rows.max(1));
+    if parts == 1 {
+        return f(0, out);
+    }
+    let per = rows.div_ceil(parts);
+    let jobs: Vec<(usize, &mut [T])> = out.chunks_mut(per * len).enumerate().map(|(i, c)| (i * per, c)).collect();
+    run_parts(jobs, |(r0, block)| f(r0, block));
+}
+
 /// A binary op `f` with broadcasting: the leading dims walked by offsets, the last dim as a
 /// row loop whose contiguous and broadcast cases are plain slice loops.
 #[inline(always)]
@@ -71,7 +108,7 @@ fn binary_with(
     shape: &[usize],
     sa: &[usize],
     sb: &[usize],
-    f: impl Fn(f32, f32) -> f32,
+    f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let Some(r) = shape.len().checked_sub(1) else {
@@ -82,41 +119,44 @@ fn binary_with(
         return out;
     }
     let (len, ia, ib) = (shape[r], sa[r], sb[r]);
-    // Written in place, row by row (no zeroing pass first): every one of the n elements is
-    // written below, one row of `len` per offset of the leading dims.
-    let mut rows = out.spare_capacity_mut()[..n].chunks_exact_mut(len);
-    let mut written = 0;
-    for_each_offset(&shape[..r], &[&sa[..r], &sb[..r]], |o| {
-        let (oa, ob) = (o[0], o[1]);
-        let row = rows.next().expect("one row per offset");
-        match (ia, ib) {
-            (1, 1) => {
-                for ((d, &x), &y) in row.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]) {
-                    d.write(f(x, y));
+    // Written in place, row by row (no zeroing pass first), in blocks of rows over the cores for
+    // large outputs: every one of the n elements is written, one row of `len` per offset of the
+    // leading dims.
+    par_rows(&mut out.spare_capacity_mut()[..n], len, |r0, block| {
+        let count = block.len() / len;
+        let mut rows = block.chunks_exact_mut(len);
+        for_each_offset_in(&shape[..r], &[&sa[..r], &sb[..r]], r0, count, |o| {
+            let (oa, ob) = (o[0], o[1]);
+            let row = rows.next().expect("one row per offset");
+            match (ia, ib) {
+                (1, 1) => {
+                    for ((d, &x), &y) in row.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]) {
+                        d.write(f(x, y));
+                    }
+                }
+                (1, 0) => {
+                    let y = b[ob];
+                    for (d, &x) in row.iter_mut().zip(&a[oa..oa + len]) {
+                        d.write(f(x, y));
+                    }
+                }
+                (0, 1) => {
+                    let x = a[oa];
+                    for (d, &y) in row.iter_mut().zip(&b[ob..ob + len]) {
+                        d.write(f(x, y));
+                    }
+                }
+                _ => {
+                    for (i, d) in row.iter_mut().enumerate() {
+                        d.write(f(a[oa + i * ia], b[ob + i * ib]));
+                    }
                 }
             }
-            (1, 0) => {
-                let y = b[ob];
-                for (d, &x) in row.iter_mut().zip(&a[oa..oa + len]) {
-                    d.write(f(x, y));
-                }
-            }
-            (0, 1) => {
-                let x = a[oa];
-                for (d, &y) in row.iter_mut().zip(&b[ob..ob + len]) {
-                    d.write(f(x, y));
-                }
-            }
-            _ => {
-                for (i, d) in row.iter_mut().enumerate() {
-                    d.write(f(a[oa + i * ia], b[ob + i * ib]));
-                }
-            }
-        }
-        written += len;
+        });
+        assert!(rows.next().is_none(), "binary wrote every row of its block");
     });
-    assert_eq!(written, n, "binary wrote every element");
-    // SAFETY: the n elements were initialised above (checked).
+    // SAFETY: par_rows handed every row of the n elements to one block, whose rows were all
+    // written (checked).
     unsafe { out.set_len(n) };
     out
 }
@@ -206,6 +246,10 @@ const MATMUL_PART_WORK: usize = 1 << 21;
 
 /// Threads the CPU device's large products use: the machine's cores (at most 16).
 fn cpu_threads() -> usize {
+    #[cfg(test)]
+    if let Some(n) = tests::THREADS.get() {
+        return n;
+    }
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(16))
 }
@@ -551,4 +595,78 @@ pub(crate) fn channel_grad_sums(g: &[f32], x: &[f32], mean: &[f32], [n, c, l]: [
         out[c + ch] = b as f32;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        /// This test thread's stand-in for the machine's core count (CI may have one core).
+        pub(super) static THREADS: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// Large outputs go in blocks of rows over the cores: every broadcast form of the row loop
+    /// (both rows, a broadcast value on either side, strided) gives what one naive loop over
+    /// the indices gives, across block boundaries that fall inside the leading dims.
+    #[test]
+    fn split_elementwise_matches_a_naive_loop() {
+        // 411K elements in three blocks of rows (as on a 3-core machine), whose boundaries fall
+        // inside dim 1.
+        THREADS.set(Some(3));
+        let (d2, d3) = (1031, 19);
+        let shape = [3, 7, d2, d3];
+        let n: usize = shape.iter().product();
+        assert_eq!(n / PAR_ELEMENTS, 3);
+        let a: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 0.5 - 7.0).collect();
+        let b: Vec<f32> = (0..3 * d2 * d3).map(|i| (i % 13) as f32 + 1.0).collect();
+        let contiguous = [7 * d2 * d3, d2 * d3, d3, 1];
+        // b broadcast over dim 1 (stride 0): rows contiguous, a broadcast value along the rows,
+        // transposed (strided rows).
+        let b_cases: [[usize; 4]; 3] = [[d2 * d3, 0, d3, 1], [d2 * d3, 0, 1, 0], [d2 * d3, 0, 1, d2]];
+        for sb in b_cases {
+            for (sa, swap) in [(contiguous, false), (contiguous, true)] {
+                let (x, y, sx, sy) = if swap { (&b, &a, &sb, &sa) } else { (&a, &b, &sa, &sb) };
+                let got = binary(BinaryOp::Sub, x, y, &shape, sx, sy);
+                let mut want = Vec::with_capacity(n);
+                for i in 0..shape[0] {
+                    for j in 0..shape[1] {
+                        for k in 0..shape[2] {
+                            for l in 0..shape[3] {
+                                let at = |s: &[usize; 4]| i * s[0] + j * s[1] + k * s[2] + l * s[3];
+                                want.push(x[at(sx)] - y[at(sy)]);
+                            }
+                        }
+                    }
+                }
+                assert_eq!(got, want, "b strides {sb:?}, swapped {swap}");
+            }
+        }
+        let got = unary(UnaryOp::MulScalar, 3.0, &a);
+        assert_eq!(got, a.iter().map(|v| v * 3.0).collect::<Vec<_>>());
+    }
+
+    /// Products split over threads (by rows, or by batch entries) give exactly the unsplit
+    /// results: each element's terms are summed in the same order.
+    #[test]
+    fn split_matmul_matches_one_thread_exactly() {
+        let (m, k, n) = (301, 67, 257);
+        let a: Vec<f32> = (0..3 * m * k).map(|i| ((i * 7919) % 1000) as f32 / 999.0 - 0.5).collect();
+        let b: Vec<f32> = (0..3 * k * n).map(|i| ((i * 104_729) % 1000) as f32 / 999.0 - 0.5).collect();
+        // One product (split by rows), three (split by batch entries); B read transposed.
+        for (batch, a_bs, b_bs) in [(1, 0, 0), (3, m * k, k * n)] {
+            let d = MatmulDesc { m, n, k, batch, a_rs: k, a_cs: 1, a_bs, b_rs: 1, b_cs: k, b_bs };
+            assert!(batch * m * n * k / MATMUL_PART_WORK >= 2);
+            THREADS.set(Some(1));
+            let one = matmul(&a, &b, &d);
+            THREADS.set(Some(3));
+            assert_eq!(matmul(&a, &b, &d), one, "batch {batch}");
+            // And against f64, so that both are right.
+            for (i, &c) in one.iter().enumerate().step_by(977) {
+                let (z, r, col) = (i / (m * n), i / n % m, i % n);
+                let want: f64 = (0..k).map(|t| a[z * a_bs + r * k + t] as f64 * b[z * b_bs + col * k + t] as f64).sum();
+                assert!((c as f64 - want).abs() < 1e-4, "{c} vs {want}");
+            }
+        }
+    }
 }
