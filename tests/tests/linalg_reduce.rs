@@ -117,6 +117,25 @@ device_test!(sum_mean_max_argmax_along_dims, |dev| {
     }
 });
 
+device_test!(max_takes_nan_as_the_largest_value, |dev| {
+    // As PyTorch: a NaN is the maximum (the first NaN, for the index), through every kernel
+    // (one invocation per output, a workgroup per output for long rows).
+    let n = f32::NAN;
+    let x = Tensor::from_vec(vec![1.0, n, 5.0, n, 2.0, 3.0], &[2, 3], dev)?;
+    let m = x.max(1usize, false)?.to_vec()?;
+    assert!(m[0].is_nan() && m[1].is_nan(), "{m:?}");
+    assert_eq!(x.argmax(1usize)?.to_vec()?, [1.0, 0.0]);
+    assert_eq!(x.argmax(0usize)?.to_vec()?, [1.0, 0.0, 0.0]);
+    assert!(x.min(1usize, false)?.to_vec()?.iter().all(|v| v.is_nan()));
+    let mut v: Vec<f32> = (0..5000).map(|i| (i % 11) as f32).collect();
+    v[4000] = n;
+    v[3001] = n;
+    v[4500] = 100.0;
+    let long = Tensor::from_vec(v, &[1, 5000], dev)?;
+    assert!(long.max(1usize, false)?.item()?.is_nan());
+    assert_eq!(long.argmax(1usize)?.to_vec()?, [3001.0]);
+});
+
 device_test!(reductions_over_a_million_elements, |dev| {
     let n = 1_000_000;
     let xs = data(n, 51);

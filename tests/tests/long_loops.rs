@@ -182,6 +182,12 @@ device_test!(sums_and_statistics_of_very_long_tensors, |dev| {
     assert_eq!(x.max(0usize, false)?.item()?, 1000.0);
     assert_eq!(x.argmax(0usize)?.to_vec()?, [((1 << 23) + 5) as f32]);
     assert_eq!(x.min(0usize, false)?.item()?, -1.5);
+    // A NaN in the last block is the maximum (the first NaN, as PyTorch), past a larger block.
+    let mut v = x.to_vec()?;
+    (v[n - 5], v[n - 3]) = (f32::NAN, f32::NAN);
+    let x = Tensor::from_vec(v, &[n], dev)?;
+    assert!(x.max(0usize, false)?.item()?.is_nan());
+    assert_eq!(x.argmax(0usize)?.to_vec()?, [(n - 5) as f32]);
     // The device counts in f32: exact up to 2^24.
     assert!(s.finite.abs_diff(n) <= 2, "{} finite of {n}", s.finite);
     assert!((s.mean - mean).abs() < 1e-4, "{} vs {mean}", s.mean);

@@ -105,6 +105,15 @@ device_test!(norm_layers_have_pytorch_names_and_refuse_bad_input, |dev| {
     assert!(e.contains("layer_norm") && e.contains("[3]"), "{e}");
     // A constant row normalises to 0, not NaN.
     assert!(layer_norm(&x, &[4], None, None, 1e-5)?.to_vec()?.iter().all(|&v| v == 0.0));
+    // Empty inputs (no rows; empty rows) give empty outputs and gradients, as PyTorch.
+    for (shape, norm) in [([0, 8], [8]), ([3, 0], [0])] {
+        let x = Tensor::zeros(&shape, dev)?.set_requires_grad(true);
+        let w = Tensor::ones(&norm, dev)?.set_requires_grad(true);
+        let y = layer_norm(&x, &norm, Some(&w), None, 1e-5)?;
+        assert_eq!(y.shape(), shape);
+        y.sum_all()?.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), shape);
+    }
 });
 
 device_test!(gelu_and_silu_modules, |dev| {

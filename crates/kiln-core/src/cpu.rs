@@ -225,7 +225,8 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], d: &MatmulDesc) -> Vec<f32> {
             }
         });
     } else {
-        let rows = d.m.div_ceil(parts);
+        // Fewer matrices than parts: blocks of rows, about `parts` of them over all the batch.
+        let rows = (d.batch * d.m).div_ceil(parts).min(d.m);
         let mut jobs = Vec::new();
         for (z, pc) in mats.into_iter().enumerate() {
             for (i, block) in pc.chunks_mut(rows * d.n).enumerate() {
@@ -335,7 +336,8 @@ pub(crate) fn max_dim(x: &[f32], outer: usize, dim: usize, inner: usize) -> (Vec
             let (mut best, mut bi) = (x[base], 0usize);
             for d in 1..dim {
                 let v = x[base + d * inner];
-                if v > best {
+                // NaN is the maximum (the first NaN), as in PyTorch and the GPU's kernels.
+                if v > best || (v.is_nan() && !best.is_nan()) {
                     best = v;
                     bi = d;
                 }
@@ -653,8 +655,9 @@ mod tests {
         let (m, k, n) = (301, 67, 257);
         let a: Vec<f32> = (0..3 * m * k).map(|i| ((i * 7919) % 1000) as f32 / 999.0 - 0.5).collect();
         let b: Vec<f32> = (0..3 * k * n).map(|i| ((i * 104_729) % 1000) as f32 / 999.0 - 0.5).collect();
-        // One product (split by rows), three (split by batch entries); B read transposed.
-        for (batch, a_bs, b_bs) in [(1, 0, 0), (3, m * k, k * n)] {
+        // One product (split by rows), three (split by batch entries), two sharing one A (by
+        // rows across both); B read transposed.
+        for (batch, a_bs, b_bs) in [(1, 0, 0), (3, m * k, k * n), (2, 0, k * n)] {
             let d = MatmulDesc { m, n, k, batch, a_rs: k, a_cs: 1, a_bs, b_rs: 1, b_cs: k, b_bs };
             assert!(batch * m * n * k / MATMUL_PART_WORK >= 2);
             THREADS.set(Some(1));

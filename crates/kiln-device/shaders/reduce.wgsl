@@ -1,5 +1,6 @@
 // Reduce family: for x viewed as [outer, dim, inner], reduces over `dim` into out[outer * inner]
 // (sum, or max together with the index of its first occurrence in idx).
+// A max takes NaN as larger than every number (the first NaN wins, as in PyTorch): `beats`.
 // Two shapes of launch: `*_rows` gives each output one invocation (many short reductions);
 // `*_wg` gives each output a workgroup of 256 invocations that each sum a strided slice and then
 // combine in a tree, which keeps long reductions (10^6 elements) both parallel and accurate.
@@ -29,6 +30,17 @@ struct Params {
 const WG: u32 = 256u;
 var<workgroup> sv: array<f32, WG>;
 var<workgroup> si: array<u32, WG>;
+
+// NaN by its bits: WGSL lets a compiler assume floats are never NaN, so `a != a` may fold.
+fn is_nan(a: f32) -> bool {
+    return (bitcast<u32>(a) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Whether value a (at a later index) replaces the best so far b in a max: larger, or the
+// first NaN.
+fn beats(a: f32, b: f32) -> bool {
+    return !is_nan(b) && (a > b || is_nan(a));
+}
 
 fn base_of(o: u32) -> u32 {
     return (o / p.inner) * p.dim * p.inner + (o % p.inner);
@@ -81,7 +93,7 @@ fn max_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     var bi = 0u;
     for (var d = 1u; d < p.dim; d = d + 1u) {
         let v = x[base + d * p.inner];
-        if (v > best) {
+        if (beats(v, best)) {
             best = v;
             bi = d;
         }
@@ -132,7 +144,7 @@ fn max_block(g: u32, t: u32) -> vec2<u32> {
         let d1 = min(d0 + p.chunk, p.dim);
         for (var d = d0 + t; d < d1; d = d + WG) {
             let v = x[base + d * p.inner];
-            if (bi == 0xffffffffu || v > best) {
+            if (bi == 0xffffffffu || beats(v, best)) {
                 best = v;
                 bi = d;
             }
@@ -145,8 +157,11 @@ fn max_block(g: u32, t: u32) -> vec2<u32> {
         if (t < w) {
             let ov = sv[t + w];
             let oi = si[t + w];
-            // Take the other candidate if it exists and is larger, or equal with a lower index.
-            if (oi != 0xffffffffu && (si[t] == 0xffffffffu || ov > sv[t] || (ov == sv[t] && oi < si[t]))) {
+            // Take the other candidate if it exists and beats this one, or ties it (equal, or
+            // both NaN) with a lower index.
+            let cv = sv[t];
+            let tie = (ov == cv && !is_nan(cv)) || (is_nan(ov) && is_nan(cv));
+            if (oi != 0xffffffffu && (si[t] == 0xffffffffu || beats(ov, cv) || (tie && oi < si[t]))) {
                 sv[t] = ov;
                 si[t] = oi;
             }
@@ -197,7 +212,7 @@ fn max_merge(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     var bi = xu[b0 + 1u];
     for (var c = 1u; c < p.chunks; c = c + 1u) {
         let v = bitcast<f32>(xu[b0 + 2u * c]);
-        if (v > best) {
+        if (beats(v, best)) {
             best = v;
             bi = xu[b0 + 2u * c + 1u];
         }

@@ -154,8 +154,10 @@ pub fn layer_norm(
 ) -> Result<Tensor> {
     let (rows, n) = trailing_rows("layer_norm", x, normalized_shape, &[weight, bias])?;
     // One node over row kernels (`norm.wgsl`'s on the GPU, their mirror on the CPU); rows
-    // longer than the GPU's row kernels take compose reductions, which go in blocks.
+    // longer than the GPU's row kernels take, and empty inputs, compose reductions (which go
+    // in blocks).
     let node = match x.storage() {
+        _ if rows == 0 || n == 0 => None,
         Storage::Gpu(xb) if n <= kernels::LAYER_NORM_MAX_ROW => {
             let buf = |t: Option<&Tensor>| match t.map(|t| t.storage()) {
                 Some(Storage::Gpu(b)) => Some(b.clone()),
