@@ -87,7 +87,8 @@ impl Tensor {
         Ok((vals, idx, shape))
     }
 
-    /// Maximum over `dim` (the gradient goes to the first maximal element, as in PyTorch).
+    /// Maximum over `dim` (the gradient goes to the first maximal element, as in PyTorch). A NaN
+    /// is the maximum where there is one (the first NaN), as in PyTorch.
     pub fn max(&self, dim: impl Dim, keepdim: bool) -> Result<Tensor> {
         let d = dim.resolve("max", self.shape())?;
         let (vals, idx, shape) = self.max_with_index("max", d, keepdim)?;
@@ -95,19 +96,22 @@ impl Tensor {
         Ok(Tensor::from_op(vals, shape, DType::F32, self.device(), op))
     }
 
-    /// Index (U32) of the maximum over `dim`, the dim removed; first occurrence on ties.
+    /// Index (U32) of the maximum over `dim`, the dim removed; first occurrence on ties; the
+    /// first NaN where there is one.
     pub fn argmax(&self, dim: impl Dim) -> Result<Tensor> {
         let d = dim.resolve("argmax", self.shape())?;
         Ok(self.max_with_index("argmax", d, false)?.1)
     }
 
-    /// Minimum over `dim` (the gradient goes to the first minimal element).
+    /// Minimum over `dim` (the gradient goes to the first minimal element); NaN where there is
+    /// one.
     pub fn min(&self, dim: impl Dim, keepdim: bool) -> Result<Tensor> {
         let d = dim.resolve("min", self.shape())?;
         self.neg()?.max(d, keepdim)?.neg()
     }
 
-    /// Index (U32) of the minimum over `dim`, the dim removed; first occurrence on ties.
+    /// Index (U32) of the minimum over `dim`, the dim removed; first occurrence on ties; the
+    /// first NaN where there is one.
     pub fn argmin(&self, dim: impl Dim) -> Result<Tensor> {
         let d = dim.resolve("argmin", self.shape())?;
         self.neg()?.argmax(d)
