@@ -2,7 +2,7 @@
 //! ReLU, the ReLU mask applied to the gradient a backward matmul produces) run inside the
 //! matmul kernel instead of as a kernel of their own.
 //!
-//! [`crate::kernels::matmul`] hands a product computed by a subgroup kernel
+//! [`crate::kernels::matmul()`] hands a product computed by a subgroup kernel
 //! ([`RowKernel`]) to [`super::Batch::matmul`], which opens a fusion chain whose op 0 is the
 //! product. Elementwise ops that read a result of that chain join it as they join
 //! any chain; ops that do not, close it. When the chain closes with ops beyond the product, it
