@@ -2,9 +2,9 @@
 //! table's scalar functions, one loop per op), so the two devices agree; sums
 //! accumulate in f64.
 
-use kiln_device::kernels::{Im2colDesc, MatmulDesc};
 use std::mem::MaybeUninit;
 
+use kiln_device::kernels::{Im2colDesc, MatmulDesc};
 use kiln_device::op::{BinaryOp, UnaryOp};
 
 /// Expands the op tables into `unary` and `binary`: one loop per op, so each op's scalar
@@ -203,38 +203,31 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], d: &MatmulDesc) -> Vec<f32> {
         a.len(),
         b.len()
     );
-    // Large products are split over the machine's cores, in rows of C (or whole matrices of a
-    // batch): each part is an sgemm over a block of rows, which sums every element's terms in
-    // the same order as one call would, so the results do not depend on the split.
-    let work = d.batch * d.m * d.n * d.k;
-    let parts = (work / MATMUL_PART_WORK).clamp(1, cpu_threads());
-    let mats: Vec<&mut [MaybeUninit<f32>]> = c.spare_capacity_mut()[..total].chunks_exact_mut(d.m * d.n).collect();
-    if parts == 1 {
-        for (z, pc) in mats.into_iter().enumerate() {
-            sgemm_rows(a, b, d, z, 0, pc);
+    // Large products are split over the machine's cores: C in blocks of rows (whole matrices
+    // when the batch has at least as many as there are parts), the blocks in `parts` groups of
+    // consecutive ones. Each block is one sgemm, which sums every element's terms in the same
+    // order as one call over the whole matrix would: the results do not depend on the split.
+    let parts = (d.batch * d.m * d.n * d.k / MATMUL_PART_WORK).clamp(1, cpu_threads());
+    let rows = (d.batch * d.m).div_ceil(parts).min(d.m);
+    let mut blocks = Vec::new();
+    for (z, pc) in c.spare_capacity_mut()[..total].chunks_exact_mut(d.m * d.n).enumerate() {
+        for (i, block) in pc.chunks_mut(rows * d.n).enumerate() {
+            blocks.push((z, i * rows, block));
         }
-    } else if d.batch >= parts {
-        let per = d.batch.div_ceil(parts);
-        let mut jobs: Vec<Vec<_>> = (0..parts).map(|_| Vec::new()).collect();
-        for (z, pc) in mats.into_iter().enumerate() {
-            jobs[z / per].push((z, pc));
-        }
-        run_parts(jobs, |job| {
-            for (z, pc) in job {
-                sgemm_rows(a, b, d, z, 0, pc);
-            }
-        });
-    } else {
-        // Fewer matrices than parts: blocks of rows, about `parts` of them over all the batch.
-        let rows = (d.batch * d.m).div_ceil(parts).min(d.m);
-        let mut jobs = Vec::new();
-        for (z, pc) in mats.into_iter().enumerate() {
-            for (i, block) in pc.chunks_mut(rows * d.n).enumerate() {
-                jobs.push((z, i * rows, block));
-            }
-        }
-        run_parts(jobs, |(z, r0, block)| sgemm_rows(a, b, d, z, r0, block));
     }
+    let per = blocks.len().div_ceil(parts);
+    let mut groups: Vec<Vec<_>> = Vec::new();
+    for (i, block) in blocks.into_iter().enumerate() {
+        if i % per == 0 {
+            groups.push(Vec::new());
+        }
+        groups.last_mut().expect("a group was pushed at i = 0").push(block);
+    }
+    run_parts(groups, |group| {
+        for (z, r0, block) in group {
+            sgemm_rows(a, b, d, z, r0, block);
+        }
+    });
     // SAFETY: every element of the `total` was written by one sgemm above (the matrices, or
     // their row blocks, cover it exactly).
     unsafe { c.set_len(total) };
